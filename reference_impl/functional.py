@@ -208,8 +208,8 @@ def to_chwn(x: np.ndarray) -> np.ndarray:
 
 
 def to_nchw(x: np.ndarray) -> np.ndarray:
-    """CHWN -> NCHW, as a new contiguous array."""
-    return np.ascontiguousarray(x.transpose(3, 0, 1, 2))
+    """CHWN -> NCHW, as a new contiguous array (always a copy, even when N = 1 makes it a view)."""
+    return np.array(x.transpose(3, 0, 1, 2), order="C", copy=True)
 
 
 def _im2col(xc: np.ndarray, geo: ConvGeometry, ws, key: object) -> np.ndarray:
@@ -430,6 +430,11 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndar
 def linear_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
                     need_dx: bool = True):
     """Returns (dx, dw, db): dx = dy @ w^T, dw = x^T @ dy, db = sum of dy over the batch."""
+    _check_float("linear input", x)
+    _check_float("linear weight", w, x.dtype)
+    _check_float("linear dy", dy, x.dtype)
+    if dy.shape != (x.shape[0], w.shape[1]):
+        raise ValueError(f"linear_backward: dy has shape {dy.shape}, the output has {(x.shape[0], w.shape[1])}")
     dx = dy @ w.T if need_dx else None
     return dx, x.T @ dy, (dy.sum(axis=0) if b is not None else None)
 
@@ -442,8 +447,16 @@ def relu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     return np.maximum(x, 0, out=out)
 
 
+def _check_backward(name: str, dy: np.ndarray, y: np.ndarray) -> None:
+    _check_float(f"{name} y", y)
+    _check_float(f"{name} dy", dy, y.dtype)
+    if dy.shape != y.shape:
+        raise ValueError(f"{name}: dy has shape {dy.shape}, the output y has {y.shape}")
+
+
 def relu_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     # y > 0 exactly where x > 0; the subgradient at 0 is 0, as in every framework.
+    _check_backward("relu_backward", dy, y)
     if out is None:
         return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
     np.multiply(dy, y > 0, out=out)
@@ -457,6 +470,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def sigmoid_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    _check_backward("sigmoid_backward", dy, y)
     return dy * y * (1 - y)
 
 
@@ -465,6 +479,7 @@ def tanh(x: np.ndarray) -> np.ndarray:
 
 
 def tanh_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    _check_backward("tanh_backward", dy, y)
     return dy * (1 - y * y)
 
 
@@ -476,6 +491,7 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def softmax_backward(dy: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """dx = y * (dy - sum(dy * y)) along axis: the Jacobian-vector product without the Jacobian."""
+    _check_backward("softmax_backward", dy, y)
     return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
 
 
@@ -486,4 +502,5 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def log_softmax_backward(dy: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """y is log_softmax's output: dx = dy - softmax * sum(dy)."""
+    _check_backward("log_softmax_backward", dy, y)
     return dy - np.exp(y) * dy.sum(axis=axis, keepdims=True)

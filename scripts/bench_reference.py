@@ -36,10 +36,12 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-ARGS = _parse()
-# Thread pools read these when they start, so they are set before NumPy or torch is imported.
-for var in _THREADS_ENV:
-    os.environ[var] = str(ARGS.threads)
+if __name__ == "__main__":
+    # Thread pools read these when they start, so they are set before NumPy or torch is imported.
+    # (Imported as a module, by the pytest benchmarks, the script sets nothing.)
+    ARGS = _parse()
+    for var in _THREADS_ENV:
+        os.environ[var] = str(ARGS.threads)
 
 import numpy as np  # noqa: E402
 
