@@ -268,7 +268,9 @@ def conv2d_chwn_backward(dyc: np.ndarray, cols: np.ndarray, in_channels: int, w:
     """
     o, n = w.shape[0], dyc.shape[3]
     dy2 = dyc.reshape(o, -1)
-    dw = (dy2 @ cols.T).reshape(w.shape)
+    # NOTE: cols @ dy2^T, transposed after, is the same product as dy2 @ cols^T; OpenBLAS runs it
+    # 1.2-2.4x faster here for these long, thin operands (the transpose copies only O*C*KH*KW).
+    dw = np.ascontiguousarray((cols @ dy2.T).T).reshape(w.shape)
     db = dy2.sum(axis=1) if need_db else None
     dx = None
     if need_dx:
