@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 
 import click
 
 from . import __version__
-from .frameworks import probe_all
 
 __all__ = ["main", "cli"]
 
@@ -37,8 +38,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Examples:
-      bench list                 models and frameworks
-      bench list --format json   the same, for scripts
+      bench list                             models and frameworks
+      bench check                            every model, framework, dtype and mode here
+      bench check mnist_cnn --framework torch --dtype float32 --mode eager
+      bench check lenet5 --format json       per-tensor errors, for scripts
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -55,9 +58,8 @@ def _si(n: float) -> str:
 def _model_rows() -> list[dict]:
     from reference_impl import models
 
-    rows = []
-    for spec in models.all_specs():
-        rows.append({
+    return [
+        {
             "name": spec.name,
             "params": spec.num_params,
             "flops_per_sample": spec.flops_per_sample,
@@ -65,7 +67,24 @@ def _model_rows() -> list[dict]:
             "loss": spec.loss,
             "optimizer": spec.optimizer.kind,
             "summary": spec.summary,
-        })
+        }
+        for spec in models.all_specs()
+    ]
+
+
+def _framework_rows() -> list[dict]:
+    from . import adapters
+
+    rows = []
+    for name in adapters.names():
+        try:
+            adapter = adapters.get(name)
+        except (ImportError, TypeError) as e:  # a broken plugin is reported, not fatal
+            rows.append({"name": name, "available": False, "version": None, "modes": [], "reason": str(e)})
+            continue
+        status = adapter.availability()
+        rows.append({"name": name, "available": status.available, "version": status.version,
+                     "modes": list(adapter.modes), "reason": status.reason})
     return rows
 
 
@@ -77,12 +96,10 @@ def list_cmd(fmt: str) -> None:
 
     FLOPs are counted from each model's spec for one sample's forward pass: 2 per multiply-add of
     dense and conv layers, plus 1 per bias add, activation output and pooling comparison.
+    Frameworks are found without importing them; plugins registered under the entry-point group
+    'harness.adapters' are listed too.
     """
-    models = _model_rows()
-    frameworks = [
-        {"name": s.name, "available": s.available, "version": s.version, "reason": s.reason}
-        for s in probe_all()
-    ]
+    models, frameworks = _model_rows(), _framework_rows()
     if fmt == "json":
         click.echo(json.dumps({"models": models, "frameworks": frameworks}, indent=2))
         return
@@ -95,8 +112,168 @@ def list_cmd(fmt: str) -> None:
     click.echo("")
     click.echo(f"Frameworks ({sum(f['available'] for f in frameworks)} of {len(frameworks)} available)")
     for f in frameworks:
-        state = f"available   {f['version']}" if f["available"] else f"unavailable {f['reason']}"
+        if f["available"]:
+            state = f"available   {f['version'] or '?':<12} modes: {', '.join(f['modes'])}"
+        else:
+            state = f"unavailable {f['reason']}"
         click.echo(f"  {f['name']:<12} {state}")
+
+
+# --------------------------------------------------------------------------------------------
+# bench check
+
+
+def _validate(values: tuple[str, ...], valid: list[str], what: str) -> None:
+    bad = [v for v in values if v not in valid]
+    if bad:
+        raise click.UsageError(f"unknown {what} {', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
+
+
+def _fmt_err(x: float) -> str:
+    return "-" if x != x else f"{x:.1e}"  # NaN -> '-'
+
+
+@cli.command("check")
+@click.argument("models", nargs=-1)
+@click.option("--framework", "-f", "frameworks", multiple=True, help="Repeatable. Default: every registered one.")
+@click.option("--dtype", "dtypes", multiple=True, help="float32, float64 (repeatable). Default: both.")
+@click.option("--device", "devices", multiple=True, help="cpu, cuda, cuda:N (repeatable). Default: cpu.")
+@click.option("--mode", "modes", multiple=True,
+              help="Repeatable; each framework runs those of its modes named. Default: every mode.")
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(1), help="Batch size.")
+@click.option("--steps", default=3, show_default=True, type=click.IntRange(1), help="Optimizer steps checked.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the weights and batches.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--verbose", "-v", is_flag=True, help="Show every tensor of every cell, not only failures.")
+def check_cmd(models, frameworks, dtypes, devices, modes, batch, steps, seed, fmt, verbose) -> None:
+    """Prove that each framework computes what the float64 reference computes.
+
+    For every model x framework x device x dtype x mode: outputs, every layer's output, the loss,
+    every gradient (parameters and input), and the parameters after STEPS steps of SGD with
+    momentum and of Adam, each compared with the float64 reference under the tolerances of
+    docs/equivalence.md. Each cell runs twice to report whether it is bitwise deterministic.
+    Exit status: 0 when every cell checked passes (skips are listed with their reason), 1 when
+    any fails or errors, 2 on bad input.
+
+    \b
+    Examples:
+      bench check
+      bench check mnist_cnn lenet5 --framework torch --framework tensorflow --dtype float32
+      bench check mlp --mode eager --format json
+    """
+    import numpy as np
+
+    import reference_impl as ri
+
+    from . import adapters, checks
+    from .adapters.base import DTYPES, parse_device
+
+    _validate(models, ri.models.names(), "model")
+    _validate(frameworks, adapters.names(), "framework")
+    _validate(dtypes, list(DTYPES), "dtype")
+    for device in devices:
+        try:
+            parse_device(device)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+    chosen = list(frameworks) or adapters.names()
+    loaded = {}
+    for name in chosen:
+        try:
+            loaded[name] = adapters.get(name)
+        except (ImportError, TypeError) as e:
+            loaded[name] = e
+    all_modes = sorted({m for a in loaded.values() if not isinstance(a, Exception) for m in a.modes})
+    _validate(modes, all_modes, "mode")
+
+    results: list[checks.CheckResult] = []
+    if fmt == "table":
+        click.echo(_CELL_HEADER)
+    for model_name in models or ri.models.names():
+        spec = ri.models.get(model_name)
+        weights = ri.init_weights(spec, seed, np.float64)
+        reference = checks.ReferenceRun(spec, weights, batch, seed, steps)
+        for fw_name, adapter in loaded.items():
+            for device in devices or ("cpu",):
+                for dtype in dtypes or DTYPES:
+                    if isinstance(adapter, Exception):
+                        results.append(checks.CheckResult(model_name, fw_name, device, dtype, "-", "error",
+                                                          reason=str(adapter)))
+                        continue
+                    for mode in [m for m in adapter.modes if not modes or m in modes]:
+                        result = checks.check_cell(adapter, reference, device=device, dtype=dtype, mode=mode)
+                        results.append(result)
+                        if fmt == "table":
+                            _print_cell(result, verbose)
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    elif fmt == "csv":
+        click.echo(_csv(results), nl=False)
+    else:
+        _print_summary(results)
+    if any(r.status in ("fail", "error") for r in results):
+        sys.exit(1)
+
+
+_CELL_HEADER = (f"{'model':<20} {'framework':<11} {'device':<7} {'dtype':<8} {'mode':<9} {'status':<6} "
+                f"{'worst tensor':<24} {'normwise':>8} {'determ.':>8} {'time':>6}  first divergence")
+
+
+def _print_cell(r, verbose: bool) -> None:
+    worst = r.worst
+    worst_name = worst.tensor if worst else "-"
+    normwise = _fmt_err(worst.normwise) if worst else "-"
+    determ = {True: "bitwise", False: _fmt_err(r.nondeterminism), None: "-"}[r.deterministic]
+    color = {"pass": "green", "fail": "red", "error": "red", "skip": "yellow"}[r.status]
+    status = click.style(f"{r.status:<6}", fg=color)
+    tail = r.first_divergence or ""
+    if r.status == "skip" or r.status == "error":
+        worst_name, normwise, tail = "-", "-", r.reason
+    click.echo(f"{r.model:<20} {r.framework:<11} {r.device:<7} {r.dtype:<8} {r.mode:<9} {status} "
+               f"{worst_name:<24} {normwise:>8} {determ:>8} {r.seconds:>5.1f}s  {tail}")
+    shown = r.tensors if verbose else r.failures
+    for t in shown:
+        mark = "ok  " if t.passed else "FAIL"
+        note = f"  {t.note}" if t.note else ""
+        click.echo(f"      {mark} {t.tensor:<28} shape {str(t.shape):<16} max|a-b| {_fmt_err(t.max_abs):>8} "
+                   f"(atol {_fmt_err(t.atol)} + rtol {t.rtol:g}*|b|)  normwise {_fmt_err(t.normwise):>8} "
+                   f"(<= {t.normwise_tol:g}){note}")
+
+
+def _print_summary(results) -> None:
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error", "skip")}
+    click.echo("")
+    click.echo(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(results)} cells")
+    skipped = {}
+    for r in results:
+        if r.status == "skip":
+            skipped.setdefault(r.reason, []).append(f"{r.model}/{r.framework}/{r.device}/{r.dtype}/{r.mode}")
+    for reason, cells in skipped.items():
+        click.echo(f"skipped {len(cells)}: {reason}")
+    for r in results:
+        if r.status in ("fail", "error"):
+            where = f" first divergence: {r.first_divergence}" if r.first_divergence else ""
+            click.echo(click.style(f"{r.status.upper()}: {r.model}/{r.framework}/{r.device}/{r.dtype}/{r.mode}"
+                                   f"{where} {r.reason}", fg="red"))
+
+
+def _csv(results) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["model", "framework", "device", "dtype", "mode", "status", "tensor", "stage", "layer",
+                     "shape", "max_abs", "normwise", "atol", "rtol", "normwise_tol", "passed", "note",
+                     "first_divergence", "deterministic", "reason"])
+    for r in results:
+        rows = r.tensors or [None]
+        for t in rows:
+            writer.writerow([
+                r.model, r.framework, r.device, r.dtype, r.mode, r.status,
+                *(("", "", "", "", "", "", "", "", "", "", "") if t is None else (
+                    t.tensor, t.stage, t.layer or "", "x".join(map(str, t.shape)), t.max_abs, t.normwise,
+                    t.atol, t.rtol, t.normwise_tol, t.passed, t.note)),
+                r.first_divergence or "", r.deterministic, r.reason,
+            ])
+    return buf.getvalue()
 
 
 def main() -> None:

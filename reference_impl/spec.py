@@ -185,6 +185,10 @@ class ModelSpec:
         shapes = [tuple(self.input_shape)]
         for layer in self.layers:
             shapes.append(layer.output_shape(shapes[-1]))
+            if "softmax" in (layer.kind, layer.activation) and len(shapes[-1]) != 1:
+                # Frameworks disagree on the axis of an image softmax (channels, or the last axis).
+                raise ValueError(f"model {self.name!r}: softmax at layer {layer.name!r} needs a flat "
+                                 f"(features,) input, got {shapes[-1]}: add a flatten layer first")
         object.__setattr__(self, "_shapes", tuple(shapes))
         last = self.layers[-1]
         final_act = last.activation or (last.kind if last.kind in ACTIVATIONS else None)

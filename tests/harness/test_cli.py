@@ -5,7 +5,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from harness import __version__, frameworks
+from harness import __version__, adapters
 from harness.cli import cli
 from reference_impl import models
 
@@ -35,7 +35,7 @@ def test_list_table_shows_every_model_with_params_and_flops(run):
         line = next(line for line in result.output.splitlines() if line.split()[:1] == [spec.name])
         assert f"{spec.num_params:,}" in line
     assert "93,322" in result.output  # mnist_cnn, counted by hand in tests/reference_impl
-    for name in frameworks.FRAMEWORKS:
+    for name in adapters.names():
         assert any(line.split()[:1] == [name] for line in result.output.splitlines())
 
 
@@ -61,24 +61,20 @@ def test_unknown_command_exits_2(run):
     assert run("frobnicate").exit_code == 2
 
 
-def test_unavailable_framework_is_reported_with_the_reason(monkeypatch):
-    monkeypatch.setitem(frameworks.FRAMEWORKS, "nofw",
-                        ("no_such_module_fwbench", ("no-such-dist-fwbench",), "pip install nofw"))
-    status = frameworks.probe("nofw")
-    assert not status.available
-    assert "not installed" in status.reason and "pip install nofw" in status.reason
-
-
-def test_installed_but_unimportable_framework_names_the_module(monkeypatch):
-    # numpy's distribution exists, but this module does not: the reason must say so.
-    monkeypatch.setitem(frameworks.FRAMEWORKS, "broken", ("no_such_module_fwbench", ("numpy",), "hint"))
-    status = frameworks.probe("broken")
-    assert not status.available and "no_such_module_fwbench" in status.reason
-
-
 def test_unknown_framework_lists_the_valid_names():
     with pytest.raises(KeyError, match="torch"):
-        frameworks.probe("caffe")
+        adapters.get("caffe")
+
+
+def test_a_missing_framework_is_unavailable_with_the_install_hint(monkeypatch):
+    import importlib.util
+
+    from harness.adapters.torch_adapter import TorchAdapter
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    status = TorchAdapter().availability()
+    assert not status.available and "pip install" in status.reason
 
 
 def test_bench_list_imports_no_framework():

@@ -389,3 +389,13 @@ def test_sgd_train_steps_lower_the_loss_on_a_fixed_batch(name):
     assert all(b < a for a, b in zip(history, [*history[1:], end], strict=True)), history
     assert all(not np.array_equal(model.parameters()[k], p) for k, p in params_before.items())
     assert all(p.dtype == np.float32 for p in model.parameters().values())
+
+
+def test_softmax_on_an_image_is_rejected_naming_the_layer():
+    """Frameworks disagree on the axis of an image softmax, so a spec may not ask for one."""
+    from reference_impl.spec import LayerSpec, ModelSpec, OptimizerSpec
+
+    with pytest.raises(ValueError, match="'conv1'.*flatten"):
+        ModelSpec("bad", (1, 8, 8), (LayerSpec("conv1", "conv2d", out_channels=2, kernel_size=3,
+                                               activation="softmax"),),
+                  "mse", OptimizerSpec("sgd", lr=0.1, momentum=0.0))

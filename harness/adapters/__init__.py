@@ -1,0 +1,58 @@
+"""The adapter registry: the built-in frameworks plus any registered through entry points.
+
+A third-party package adds a framework by declaring, in its pyproject.toml,
+
+    [project.entry-points."harness.adapters"]
+    myframework = "my_package.adapter:MyAdapter"
+
+where MyAdapter subclasses harness.adapters.base.Adapter. It is then listed by `bench list` and
+usable in `bench check` exactly like the built-ins. Nothing is imported until it is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from importlib.metadata import entry_points
+
+from .base import Adapter, Availability, BuiltModel, Unavailable
+
+__all__ = ["Adapter", "Availability", "BuiltModel", "Unavailable", "ENTRY_POINT_GROUP", "names", "get"]
+
+ENTRY_POINT_GROUP = "harness.adapters"
+
+_BUILTIN = {
+    "reference": "harness.adapters.reference:ReferenceAdapter",
+    "torch": "harness.adapters.torch_adapter:TorchAdapter",
+    "tensorflow": "harness.adapters.tf_adapter:TensorFlowAdapter",
+}
+
+
+@cache
+def _registered() -> dict[str, str]:
+    """name -> 'module:Class' for the built-ins, then plugins (a plugin cannot replace a built-in)."""
+    found = dict(_BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def names() -> list[str]:
+    return list(_registered())
+
+
+@cache
+def get(name: str) -> Adapter:
+    """The adapter called `name`; KeyError listing the valid names when there is none."""
+    try:
+        target = _registered()[name]
+    except KeyError:
+        raise KeyError(f"unknown framework {name!r}; valid: {', '.join(_registered())}") from None
+    module_name, _, class_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+        raise ImportError(f"adapter {name!r} ({target}) cannot be loaded: {e}") from e
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise TypeError(f"adapter {name!r} ({target}) is not a harness.adapters.base.Adapter")
+    return cls()

@@ -1,0 +1,132 @@
+"""The adapter contract: how fwbench builds, runs and reads back a model in one framework.
+
+An adapter is a small stateless object per framework. Its `build` makes a `BuiltModel` from a
+neutral ModelSpec and canonical weights; everything that crosses the contract is NumPy in the
+canonical layout and names (see docs/adapters.md), so that checks and timings never need to know
+the framework. Framework imports happen inside the adapter's methods, never at module import.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from reference_impl.spec import ModelSpec, OptimizerSpec
+
+__all__ = ["Adapter", "BuiltModel", "Availability", "Unavailable", "DTYPES", "parse_device"]
+
+DTYPES = ("float32", "float64")
+
+
+class Unavailable(Exception):
+    """A framework, device or mode that cannot run here; the message is the reason, for a skip."""
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    available: bool
+    version: str | None = None
+    reason: str = ""  # why not, and how to fix it, when not available
+
+
+def parse_device(device: str) -> tuple[str, int | None]:
+    """'cpu' -> ('cpu', None); 'cuda' -> ('cuda', None); 'cuda:1' -> ('cuda', 1)."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise ValueError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N")
+    return kind, int(index) if index else None
+
+
+class BuiltModel(ABC):
+    """One model in one framework, on one device, in one dtype and mode, with its own weights.
+
+    Inputs are NumPy arrays in the canonical layout (images NCHW); targets are what the spec's loss
+    takes (int64 class labels, or floats shaped like the output). Everything returned is NumPy,
+    canonical layout and names, on the host, and the caller's own: never a view of framework
+    memory that a later call could overwrite (torch's .numpy() on the CPU is such a view).
+    """
+
+    spec: ModelSpec
+    device: str
+    dtype: str
+    mode: str
+
+    @abstractmethod
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The model's outputs (probabilities after a final softmax or sigmoid, else raw values)."""
+
+    @abstractmethod
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """The mean loss and the gradient of every parameter ('<layer>.weight', '<layer>.bias')
+        and of the input ('input'), in the canonical layout."""
+
+    @abstractmethod
+    def set_optimizer(self, optimizer: OptimizerSpec) -> None:
+        """Use this optimizer, with exactly these hyperparameters and the reference's update rule
+        (reference_impl.optim), for the following train_step calls; its state starts empty."""
+
+    @abstractmethod
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One optimizer update from this batch's gradients; returns the loss before the update."""
+
+    @abstractmethod
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """The current parameters, canonical layout and names."""
+
+    @abstractmethod
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Overwrite every parameter from canonical weights (cast to the model's dtype)."""
+
+    @abstractmethod
+    def layer_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every spec layer's output (after its activation), keyed by layer name, NCHW for images.
+
+        Used to find the first layer where a framework parts from the reference. A compiled mode
+        may answer from its eager model (compilers fuse layers); say so in the adapter's docs.
+        """
+
+    def sync(self) -> None:  # noqa: B027 (a no-op is the right default for synchronous devices)
+        """Wait until the device has finished all queued work (a no-op on the CPU)."""
+
+
+class Adapter(ABC):
+    """A framework: whether it is here, what it can run, and how to build a model in it."""
+
+    name: ClassVar[str]
+    modes: ClassVar[tuple[str, ...]]  # the first is the default, and must be 'eager'
+
+    @abstractmethod
+    def availability(self) -> Availability:
+        """Whether the framework can be imported here. Never raises."""
+
+    @abstractmethod
+    def devices(self) -> list[str]:
+        """The devices usable now, 'cpu' first, then 'cuda:0', 'cuda:1', ..."""
+
+    def unavailable_reason(self, device: str, dtype: str, mode: str) -> str | None:
+        """Why this device, dtype and mode cannot run here, or None when they can."""
+        status = self.availability()
+        if not status.available:
+            return status.reason
+        if mode not in self.modes:
+            return f"{self.name} has no mode {mode!r}; valid: {', '.join(self.modes)}"
+        if dtype not in DTYPES:
+            return f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}"
+        kind, index = parse_device(device)
+        usable = self.devices()
+        if kind == "cuda" and not any(d.startswith("cuda") for d in usable):
+            return f"{self.name} sees no CUDA device here"
+        if index is not None and device not in usable:
+            return f"{self.name} has no device {device!r}; usable: {', '.join(usable)}"
+        return None
+
+    @abstractmethod
+    def build(self, spec: ModelSpec, weights: dict[str, np.ndarray], *, device: str = "cpu",
+              dtype: str = "float32", mode: str = "eager") -> BuiltModel:
+        """The model of `spec` with (a copy of) `weights`, cast to dtype, placed on device.
+
+        Raises Unavailable when this device, dtype or mode cannot run here.
+        """

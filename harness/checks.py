@@ -1,0 +1,309 @@
+"""Equivalence checks: one framework cell against the float64 reference, tensor by tensor.
+
+A cell is (model, framework, device, dtype, mode). For the same weights and batches it compares
+with the float64 reference: the forward outputs, every layer's output, the loss, every parameter
+gradient and the input gradient, and the parameters after k SGD-with-momentum steps and after k
+Adam steps. Each tensor passes when it has the reference's shape, is finite, and meets both tests
+of its tolerance (docs/equivalence.md): elementwise |a - b| <= atol + rtol*|b| with atol scaled to
+the tensor's magnitude, and the normwise error ||a - b|| / ||b||. The cell runs twice, to report
+whether the framework is bitwise deterministic. When anything fails, the first layer where the
+framework parts from the reference is named.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import reference_impl as ri
+from reference_impl.spec import ModelSpec, OptimizerSpec
+
+from . import adapters
+from .adapters.base import Adapter, BuiltModel, Unavailable, parse_device
+
+__all__ = [
+    "Tolerance",
+    "TOLERANCES",
+    "CHECK_OPTIMIZERS",
+    "TensorCheck",
+    "CheckResult",
+    "compare",
+    "tolerance_for",
+    "check_cell",
+    "ReferenceRun",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerance:
+    rtol: float
+    atol_scale: float  # atol = atol_scale * max|reference|: the tensor's own magnitude sets it
+    normwise: float  # the largest ||a - b|| / ||b|| allowed
+    reason: str
+
+
+# The one table of tolerances, per (dtype, device kind) and per stage. docs/equivalence.md gives the
+# measurements behind every number; keep the two in step.
+TOLERANCES: dict[tuple[str, str], dict[str, Tolerance]] = {
+    ("float64", "cpu"): {
+        "forward": Tolerance(1e-9, 1e-12, 1e-12, "float64 rounding; seen <= 1.3e-15 normwise, 2.2e-15*max|b|"),
+        "gradient": Tolerance(1e-9, 1e-12, 1e-12, "float64 rounding; seen <= 1.8e-15 normwise, 2.5e-15*max|b|"),
+        "update": Tolerance(1e-9, 1e-11, 1e-12, "Adam divides by sqrt(v)+eps; seen <= 4e-15 normwise, "
+                            "1.2e-13*max|b|"),
+    },
+    ("float32", "cpu"): {
+        "forward": Tolerance(1e-3, 1e-5, 1e-5, "float32 weights, inputs and sums of up to 576 terms; "
+                             "seen <= 6.3e-7 normwise, 7.2e-7*max|b|"),
+        "gradient": Tolerance(1e-3, 2e-5, 2e-5, "float32 through the backward; seen <= 1.1e-6 normwise, "
+                              "1.3e-6*max|b|"),
+        "update": Tolerance(1e-3, 3e-4, 2e-5, "3 steps from float32 gradients; Adam's step amplifies a "
+                            "gradient's error by up to lr/eps = 100 where |g| < eps; seen <= 1.4e-6 "
+                            "normwise, 3.3e-5*max|b|"),
+    },
+}
+# CUDA rows: the same numbers until measured on a GPU (float32 there may use TF32: its own row).
+for _dtype in ("float32", "float64"):
+    TOLERANCES[(_dtype, "cuda")] = TOLERANCES[(_dtype, "cpu")]
+
+# The optimizers of the update checks: every hyperparameter explicit. lr is large enough that k
+# steps move the weights well beyond float32 noise; Adam's eps is 1e-4, far above its defaults,
+# because for gradients much smaller than eps the step is then linear in the gradient, not the
+# sign of float32 noise, and because it makes the placement of eps (outside the square root,
+# the reference's rule) show in the result.
+CHECK_OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec("sgd", lr=0.01, momentum=0.9),
+    "adam": OptimizerSpec("adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-4),
+}
+
+
+def tolerance_for(dtype: str, device: str) -> dict[str, Tolerance]:
+    kind = parse_device(device)[0]
+    try:
+        return TOLERANCES[(dtype, kind)]
+    except KeyError:
+        raise KeyError(f"no tolerance for dtype {dtype!r} on {kind!r}; "
+                       f"rows: {', '.join(f'{d}/{k}' for d, k in TOLERANCES)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TensorCheck:
+    """One tensor of a cell against the reference."""
+
+    tensor: str  # 'output', 'loss', 'layer:conv1', 'grad:conv1.weight', 'grad:input', 'sgd:fc1.bias', ...
+    stage: str  # 'forward', 'gradient' or 'update'
+    layer: str | None  # the spec layer the tensor belongs to, when there is one
+    shape: tuple[int, ...]
+    max_abs: float
+    normwise: float
+    atol: float
+    rtol: float
+    normwise_tol: float
+    passed: bool
+    note: str = ""  # why it failed when not by tolerance: shape, NaN/Inf
+
+
+def compare(tensor: str, stage: str, layer: str | None, actual, expected, tol: Tolerance) -> TensorCheck:
+    """Compare a framework's tensor with the reference's. NaN or Inf never passes; shapes must match."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    def failed(note: str) -> TensorCheck:
+        return TensorCheck(tensor, stage, layer, tuple(a.shape), float("nan"), float("nan"), float("nan"),
+                           tol.rtol, tol.normwise, False, note)
+
+    if a.shape != b.shape:
+        return failed(f"shape {a.shape} != reference {b.shape}")
+    if not np.all(np.isfinite(b)):
+        return failed("NaN or Inf in the reference")
+    if not np.all(np.isfinite(a)):
+        return failed(f"{int(np.sum(~np.isfinite(a)))} NaN or Inf values")
+    diff = np.abs(a - b)
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    atol = tol.atol_scale * (scale if scale > 0 else 1.0)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    ref_norm = float(np.linalg.norm(b))
+    normwise = float(np.linalg.norm(a - b)) / ref_norm if ref_norm > 0 else float(np.linalg.norm(a - b))
+    passed = bool(np.all(diff <= atol + tol.rtol * np.abs(b))) and normwise <= tol.normwise
+    return TensorCheck(tensor, stage, layer, tuple(a.shape), max_abs, normwise, atol, tol.rtol, tol.normwise,
+                       passed)
+
+
+@dataclass(slots=True)
+class CheckResult:
+    model: str
+    framework: str
+    device: str
+    dtype: str
+    mode: str
+    status: str  # 'pass', 'fail', 'skip' or 'error'
+    reason: str = ""  # why skipped, or the error
+    tensors: list[TensorCheck] = field(default_factory=list)
+    first_divergence: str | None = None  # e.g. 'conv1 (forward)'
+    deterministic: bool | None = None
+    nondeterminism: float = 0.0  # largest difference between the two runs
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[TensorCheck]:
+        return [t for t in self.tensors if not t.passed]
+
+    @property
+    def worst(self) -> TensorCheck | None:
+        """The tensor with the largest normwise error relative to its tolerance."""
+        finite = [t for t in self.tensors if np.isfinite(t.normwise)]
+        bad = [t for t in self.tensors if not np.isfinite(t.normwise)]
+        if bad:
+            return bad[0]
+        return max(finite, key=lambda t: t.normwise / t.normwise_tol, default=None)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "framework": self.framework, "device": self.device, "dtype": self.dtype,
+            "mode": self.mode, "status": self.status, "reason": self.reason,
+            "first_divergence": self.first_divergence, "deterministic": self.deterministic,
+            "nondeterminism": self.nondeterminism, "seconds": round(self.seconds, 3),
+            "tensors": [
+                {"tensor": t.tensor, "stage": t.stage, "layer": t.layer, "shape": list(t.shape),
+                 "max_abs": t.max_abs, "normwise": t.normwise, "atol": t.atol, "rtol": t.rtol,
+                 "normwise_tol": t.normwise_tol, "passed": t.passed, "note": t.note}
+                for t in self.tensors
+            ],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# running a cell
+
+
+def _batches(spec: ModelSpec, batch_size: int, seed: int, steps: int):
+    """The check batch, then `steps` training batches, all float64."""
+    return [ri.random_batch(spec, batch_size, seed + i, np.float64) for i in range(steps + 1)]
+
+
+def _run(model: BuiltModel, weights: dict[str, np.ndarray], batches) -> dict[str, np.ndarray]:
+    """Every tensor the checks compare, from one model, starting from `weights`."""
+    model.set_weights(weights)
+    x, y = batches[0]
+    out: dict[str, np.ndarray] = {"output": model.forward(x)}
+    for layer, value in model.layer_outputs(x).items():
+        out[f"layer:{layer}"] = value
+    loss, grads = model.loss_and_grads(x, y)
+    out["loss"] = np.asarray(loss, dtype=np.float64)
+    for name, g in grads.items():
+        out[f"grad:{name}"] = g
+    for key, optimizer in CHECK_OPTIMIZERS.items():
+        model.set_weights(weights)
+        model.set_optimizer(optimizer)
+        for bx, by in batches[1:]:
+            model.train_step(bx, by)
+        for name, w in model.get_weights().items():
+            out[f"{key}:{name}"] = w
+    model.set_weights(weights)
+    return out
+
+
+def _stage_and_layer(key: str) -> tuple[str, str | None]:
+    kind, _, name = key.partition(":")
+    if kind in ("output", "loss"):
+        return "forward", None
+    if kind == "layer":
+        return "forward", name
+    layer = None if name == "input" else name.rpartition(".")[0]
+    return ("gradient" if kind == "grad" else "update"), layer
+
+
+class ReferenceRun:
+    """The float64 reference's tensors for a model, computed once and shared by every cell."""
+
+    def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], batch_size: int, seed: int, steps: int):
+        self.spec, self.weights = spec, weights
+        self.batches = _batches(spec, batch_size, seed, steps)
+        model = adapters.get("reference").build(spec, weights, dtype="float64")
+        self.tensors = _run(model, weights, self.batches)
+
+
+def _first_divergence(spec: ModelSpec, checks: list[TensorCheck]) -> str | None:
+    failed = [c for c in checks if not c.passed]
+    if not failed:
+        return None
+    order = [layer.name for layer in spec.layers]
+    by_stage = {stage: {c.layer for c in failed if c.stage == stage} for stage in ("forward", "gradient", "update")}
+    forward = [name for name in order if name in by_stage["forward"]]
+    if forward:
+        return f"{forward[0]} (forward)"
+    if any(c.tensor in ("output", "loss") for c in failed):
+        return "loss" if any(c.tensor == "loss" for c in failed) else "output"
+    # The backward runs from the last layer to the first: the first wrong gradient in that order is
+    # where the error enters.
+    backward = [name for name in reversed(order) if name in by_stage["gradient"]]
+    if backward:
+        return f"{backward[0]} (backward)"
+    if None in by_stage["gradient"]:
+        return "input (backward)"
+    updated = [c for c in failed if c.stage == "update"]
+    if updated:
+        optimizer = updated[0].tensor.partition(":")[0]
+        layers = [name for name in order if name in {c.layer for c in updated}]
+        return f"{layers[0] if layers else '?'} ({optimizer} update)"
+    return failed[0].tensor
+
+
+def check_cell(adapter: Adapter, reference: ReferenceRun, *, device: str = "cpu", dtype: str = "float32",
+               mode: str = "eager", repeats: int = 2) -> CheckResult:
+    """Check one framework cell against the reference run of its model. Never raises for the
+    framework's own failures: they come back as status 'error' with the reason."""
+    spec = reference.spec
+    result = CheckResult(spec.name, adapter.name, device, dtype, mode, "pass")
+    if adapter.name == "reference" and dtype == "float64":
+        result.status, result.reason = "skip", "the float64 reference is the ground truth it would be compared with"
+        return result
+    start = time.perf_counter()
+    try:
+        reason = adapter.unavailable_reason(device, dtype, mode)
+        if reason:
+            raise Unavailable(reason)
+        model = adapter.build(spec, reference.weights, device=device, dtype=dtype, mode=mode)
+        runs = [_run(model, reference.weights, reference.batches) for _ in range(repeats)]
+    except Unavailable as e:
+        result.status, result.reason = "skip", str(e)
+        return result
+    except Exception as e:  # a framework's failure is a result, not a crash of the whole check
+        result.status = "error"
+        result.reason = f"{type(e).__name__}: {e}"
+        result.tensors = []
+        result.first_divergence = traceback.format_exc(limit=-3).strip().splitlines()[-1]
+        result.seconds = time.perf_counter() - start
+        return result
+    tolerances = tolerance_for(dtype, device)
+    checks = []
+    for key, expected in reference.tensors.items():
+        stage, layer = _stage_and_layer(key)
+        actual = runs[0].get(key)
+        if actual is None:
+            checks.append(TensorCheck(key, stage, layer, (), float("nan"), float("nan"), float("nan"), 0.0,
+                                      0.0, False, "missing from the framework's results"))
+            continue
+        checks.append(compare(key, stage, layer, actual, expected, tolerances[stage]))
+    extra = sorted(set(runs[0]) - set(reference.tensors))
+    for key in extra:
+        stage, layer = _stage_and_layer(key)
+        checks.append(TensorCheck(key, stage, layer, np.shape(runs[0][key]), float("nan"), float("nan"),
+                                  float("nan"), 0.0, 0.0, False, "not in the reference (a name the spec lacks)"))
+    result.tensors = checks
+    result.first_divergence = _first_divergence(spec, checks)
+    result.status = "pass" if all(c.passed for c in checks) else "fail"
+    if repeats > 1:
+        worst = 0.0
+        for key, first in runs[0].items():
+            for other in runs[1:]:
+                a, b = np.asarray(first), np.asarray(other.get(key))
+                if a.shape != b.shape:
+                    worst = float("inf")
+                elif not np.array_equal(a, b, equal_nan=True):
+                    worst = max(worst, float(np.nanmax(np.abs(a.astype(np.float64) - b))))
+        result.deterministic = worst == 0.0
+        result.nondeterminism = worst
+    result.seconds = time.perf_counter() - start
+    return result

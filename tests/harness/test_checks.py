@@ -1,0 +1,161 @@
+"""harness.checks: the comparison rule, the localisation, determinism and failure handling."""
+
+import numpy as np
+import pytest
+
+import reference_impl as ri
+from harness import checks
+from harness.adapters.base import Unavailable
+from harness.adapters.reference import ReferenceAdapter, ReferenceModel
+
+TOL = checks.Tolerance(rtol=1e-3, atol_scale=1e-5, normwise=1e-5, reason="test")
+
+
+def cmp(actual, expected, tol=TOL):
+    return checks.compare("t", "forward", None, actual, expected, tol)
+
+
+def test_equal_tensors_pass_with_zero_error():
+    b = np.linspace(-1, 1, 10)
+    r = cmp(b + 0.0, b)
+    assert r.passed and r.max_abs == 0 and r.normwise == 0
+
+
+def test_nan_or_inf_never_passes_even_where_the_reference_has_it():
+    b = np.ones(4)
+    assert not cmp(np.array([1, np.nan, 1, 1]), b).passed
+    assert not cmp(np.array([1, np.inf, 1, 1]), b).passed
+    nan_ref = cmp(np.array([1, np.nan, 1, 1]), np.array([1, np.nan, 1, 1]))
+    assert not nan_ref.passed and "reference" in nan_ref.note
+
+
+def test_shapes_must_match_exactly_never_broadcast():
+    r = cmp(np.ones((1, 4)), np.ones(4))
+    assert not r.passed and "shape" in r.note
+    assert not cmp(np.ones(3), np.ones(())).passed
+
+
+def test_near_zero_elements_are_judged_against_the_tensors_magnitude():
+    """A per-element relative test fails on tiny entries; atol scaled to max|b| does not."""
+    b = np.array([1.0, 1e-6, -0.5])
+    a = b + np.array([1e-7, 1e-7, 0.0])  # 10% off on the 1e-6 entry, 1e-7 of the tensor's scale
+    assert cmp(a, b).passed
+    assert not cmp(a, b, checks.Tolerance(1e-3, 0.0, 1e-5, "no atol")).passed
+
+
+def test_normwise_limit_fails_a_uniformly_small_but_systematic_error():
+    b = np.linspace(1, 2, 100)
+    a = b * (1 + 5e-4)  # within rtol everywhere, 5e-4 normwise
+    r = cmp(a, b)
+    assert not r.passed and r.normwise == pytest.approx(5e-4, rel=1e-6)
+
+
+def test_tolerance_table_has_a_row_per_dtype_and_device_and_every_stage():
+    for stages in checks.TOLERANCES.values():
+        assert set(stages) == {"forward", "gradient", "update"}
+        assert all(t.reason for t in stages.values())
+    assert checks.tolerance_for("float32", "cuda:1") is checks.TOLERANCES[("float32", "cuda")]
+    with pytest.raises(KeyError, match="float16"):
+        checks.tolerance_for("float16", "cpu")
+
+
+def _tc(tensor, stage, layer, passed):
+    return checks.TensorCheck(tensor, stage, layer, (), 0.0, 0.0, 0.0, 0.0, 0.0, passed)
+
+
+def test_first_divergence_forward_is_the_first_layer_in_spec_order():
+    spec = ri.models.get("lenet5")
+    found = checks._first_divergence(spec, [
+        _tc("layer:fc1", "forward", "fc1", False), _tc("layer:conv2", "forward", "conv2", False),
+        _tc("grad:conv1.weight", "gradient", "conv1", False)])
+    assert found == "conv2 (forward)"
+
+
+def test_first_divergence_backward_is_the_first_wrong_gradient_from_the_loss_back():
+    spec = ri.models.get("lenet5")
+    found = checks._first_divergence(spec, [
+        _tc("grad:conv1.weight", "gradient", "conv1", False), _tc("grad:fc2.bias", "gradient", "fc2", False),
+        _tc("layer:fc3", "forward", "fc3", True)])
+    assert found == "fc2 (backward)"
+    assert checks._first_divergence(spec, [_tc("grad:input", "gradient", None, False)]) == "input (backward)"
+
+
+def test_first_divergence_update_names_the_optimizer():
+    spec = ri.models.get("mlp")
+    found = checks._first_divergence(spec, [_tc("adam:fc2.weight", "update", "fc2", False)])
+    assert found == "fc2 (adam update)"
+    assert checks._first_divergence(spec, [_tc("adam:fc2.weight", "update", "fc2", True)]) is None
+
+
+@pytest.fixture(scope="module")
+def mlp_reference():
+    spec = ri.models.get("mlp")
+    return checks.ReferenceRun(spec, ri.init_weights(spec, 0, np.float64), batch_size=4, seed=0, steps=3)
+
+
+def test_reference_float32_passes_and_is_deterministic(mlp_reference):
+    result = checks.check_cell(ReferenceAdapter(), mlp_reference, dtype="float32")
+    assert result.status == "pass", [(t.tensor, t.normwise) for t in result.failures]
+    assert result.deterministic is True
+    kinds = {t.tensor.partition(":")[0] for t in result.tensors}
+    assert kinds == {"output", "layer", "loss", "grad", "sgd", "adam"}
+    assert "grad:input" in {t.tensor for t in result.tensors}
+    # The check compares float32 with float64: a real, nonzero error must show.
+    assert 0 < result.worst.normwise < 1e-5
+
+
+def test_reference_float64_is_skipped_not_compared_with_itself(mlp_reference):
+    result = checks.check_cell(ReferenceAdapter(), mlp_reference, dtype="float64")
+    assert result.status == "skip" and "ground truth" in result.reason
+
+
+class _Noisy(ReferenceModel):
+    """Adds a different tiny perturbation to the loss gradients at every call."""
+
+    calls = 0
+
+    def loss_and_grads(self, x, y):
+        loss, grads = super().loss_and_grads(x, y)
+        _Noisy.calls += 1
+        grads["fc1.bias"] = grads["fc1.bias"] + 1e-15 * _Noisy.calls
+        return loss, grads
+
+
+class _NoisyAdapter(ReferenceAdapter):
+    name = "noisy"
+
+    def build(self, spec, weights, *, device="cpu", dtype="float32", mode="eager"):
+        return _Noisy(spec, weights, dtype)
+
+
+def test_nondeterminism_is_reported_with_the_largest_difference(mlp_reference):
+    result = checks.check_cell(_NoisyAdapter(), mlp_reference, dtype="float64")
+    assert result.status == "pass"
+    assert result.deterministic is False
+    assert result.nondeterminism == pytest.approx(1e-15, rel=0.05)
+
+
+class _Crashing(ReferenceAdapter):
+    name = "crashing"
+
+    def build(self, spec, weights, *, device="cpu", dtype="float32", mode="eager"):
+        raise RuntimeError("segfault in a kernel, say")
+
+
+class _Missing(ReferenceAdapter):
+    name = "missing"
+
+    def build(self, spec, weights, *, device="cpu", dtype="float32", mode="eager"):
+        raise Unavailable("frobnicator 3.1 is not installed")
+
+
+def test_a_crashing_adapter_is_an_error_result_not_an_exception(mlp_reference):
+    result = checks.check_cell(_Crashing(), mlp_reference, dtype="float32")
+    assert result.status == "error" and "segfault" in result.reason
+
+
+def test_an_unavailable_cell_is_a_skip_with_the_reason(mlp_reference):
+    result = checks.check_cell(_Missing(), mlp_reference, dtype="float32")
+    assert result.status == "skip" and result.reason == "frobnicator 3.1 is not installed"
+    cuda = checks.check_cell(ReferenceAdapter(), mlp_reference, device="cuda", dtype="float32")
+    assert cuda.status == "skip" and "CUDA" in cuda.reason
