@@ -82,7 +82,12 @@ def _framework_rows() -> list[dict]:
         except (ImportError, TypeError) as e:  # a broken plugin is reported, not fatal
             rows.append({"name": name, "available": False, "version": None, "modes": [], "reason": str(e)})
             continue
-        status = adapter.availability()
+        try:
+            status = adapter.availability()
+        except Exception as e:  # the contract says never raise; a plugin may still do it
+            rows.append({"name": name, "available": False, "version": None, "modes": list(adapter.modes),
+                         "reason": f"availability() raised {type(e).__name__}: {e}"})
+            continue
         rows.append({"name": name, "available": status.available, "version": status.version,
                      "modes": list(adapter.modes), "reason": status.reason})
     return rows

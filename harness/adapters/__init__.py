@@ -51,8 +51,11 @@ def get(name: str) -> Adapter:
     module_name, _, class_name = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as e:
+    except Exception as e:  # a plugin's module may raise anything at import; it must not take bench down
         raise ImportError(f"adapter {name!r} ({target}) cannot be loaded: {e}") from e
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise TypeError(f"adapter {name!r} ({target}) is not a harness.adapters.base.Adapter")
-    return cls()
+    try:
+        return cls()
+    except Exception as e:
+        raise ImportError(f"adapter {name!r} ({target}) cannot be created: {e}") from e
