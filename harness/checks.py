@@ -33,6 +33,7 @@ __all__ = [
     "compare",
     "tolerance_for",
     "check_cell",
+    "check_model",
     "ReferenceRun",
 ]
 
@@ -77,6 +78,9 @@ CHECK_OPTIMIZERS: dict[str, OptimizerSpec] = {
     "sgd": OptimizerSpec("sgd", lr=0.01, momentum=0.9),
     "adam": OptimizerSpec("adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-4),
 }
+
+
+CHECK_BATCH = 8  # the batch size of the checks, in `bench check` and before timing in `bench run`
 
 
 def tolerance_for(dtype: str, device: str) -> dict[str, Tolerance]:
@@ -177,9 +181,11 @@ class CheckResult:
 # running a cell
 
 
-def _batches(spec: ModelSpec, batch_size: int, seed: int, steps: int):
-    """The check batch, then `steps` training batches, all float64."""
-    return [ri.random_batch(spec, batch_size, seed + i, np.float64) for i in range(steps + 1)]
+def _batches(spec: ModelSpec, weights: dict[str, np.ndarray], batch_size: int, seed: int, steps: int):
+    """The check batch, then `steps` training batches, all float64, drawn away from the model's
+    kinks (reference_impl.data.kink_margins): near a ReLU's 0 or a max-pooling tie, float32 rounding
+    flips which way a gradient goes, and two correct frameworks then differ far beyond rounding."""
+    return [ri.data.well_conditioned_batch(spec, weights, batch_size, seed + i) for i in range(steps + 1)]
 
 
 def _run(model: BuiltModel, weights: dict[str, np.ndarray], batches) -> dict[str, np.ndarray]:
@@ -219,7 +225,7 @@ class ReferenceRun:
 
     def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], batch_size: int, seed: int, steps: int):
         self.spec, self.weights = spec, weights
-        self.batches = _batches(spec, batch_size, seed, steps)
+        self.batches = _batches(spec, weights, batch_size, seed, steps)
         model = adapters.get("reference").build(spec, weights, dtype="float64")
         self.tensors = _run(model, weights, self.batches)
 
@@ -255,28 +261,43 @@ def check_cell(adapter: Adapter, reference: ReferenceRun, *, device: str = "cpu"
     """Check one framework cell against the reference run of its model. Never raises for the
     framework's own failures: they come back as status 'error' with the reason."""
     spec = reference.spec
-    result = CheckResult(spec.name, adapter.name, device, dtype, mode, "pass")
     if adapter.name == "reference" and dtype == "float64":
-        result.status, result.reason = "skip", "the float64 reference is the ground truth it would be compared with"
-        return result
+        return CheckResult(spec.name, adapter.name, device, dtype, mode, "skip",
+                           reason="the float64 reference is the ground truth it would be compared with")
     start = time.perf_counter()
     try:
         reason = adapter.unavailable_reason(device, dtype, mode)
         if reason:
             raise Unavailable(reason)
         model = adapter.build(spec, reference.weights, device=device, dtype=dtype, mode=mode)
-        runs = [_run(model, reference.weights, reference.batches) for _ in range(repeats)]
     except Unavailable as e:
-        result.status, result.reason = "skip", str(e)
-        return result
+        return CheckResult(spec.name, adapter.name, device, dtype, mode, "skip", reason=str(e))
     except Exception as e:  # a framework's failure is a result, not a crash of the whole check
-        result.status = "error"
-        result.reason = f"{type(e).__name__}: {e}"
-        result.tensors = []
-        result.first_divergence = traceback.format_exc(limit=-3).strip().splitlines()[-1]
-        result.seconds = time.perf_counter() - start
-        return result
-    tolerances = tolerance_for(dtype, device)
+        return _error(CheckResult(spec.name, adapter.name, device, dtype, mode, "error"), e, start)
+    result = check_model(model, reference, repeats=repeats, framework=adapter.name)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _error(result: CheckResult, e: Exception, start: float) -> CheckResult:
+    result.status = "error"
+    result.reason = f"{type(e).__name__}: {e}"
+    result.first_divergence = traceback.format_exc(limit=-3).strip().splitlines()[-1]
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def check_model(model: BuiltModel, reference: ReferenceRun, *, repeats: int = 2, framework: str = "?") -> CheckResult:
+    """Check a model already built (as `bench run` does before timing the same model): every tensor
+    against the reference, `repeats` runs for determinism. The model's weights are restored."""
+    spec = reference.spec
+    result = CheckResult(spec.name, framework, model.device, model.dtype, model.mode, "pass")
+    start = time.perf_counter()
+    try:
+        runs = [_run(model, reference.weights, reference.batches) for _ in range(repeats)]
+    except Exception as e:
+        return _error(result, e, start)
+    tolerances = tolerance_for(model.dtype, model.device)
     checks = []
     for key, expected in reference.tensors.items():
         stage, layer = _stage_and_layer(key)
@@ -286,8 +307,7 @@ def check_cell(adapter: Adapter, reference: ReferenceRun, *, device: str = "cpu"
                                       0.0, False, "missing from the framework's results"))
             continue
         checks.append(compare(key, stage, layer, actual, expected, tolerances[stage]))
-    extra = sorted(set(runs[0]) - set(reference.tensors))
-    for key in extra:
+    for key in sorted(set(runs[0]) - set(reference.tensors)):
         stage, layer = _stage_and_layer(key)
         checks.append(TensorCheck(key, stage, layer, np.shape(runs[0][key]), float("nan"), float("nan"),
                                   float("nan"), 0.0, 0.0, False, "not in the reference (a name the spec lacks)"))

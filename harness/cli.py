@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import sys
+import time
 
 import click
 
@@ -145,7 +147,8 @@ def _fmt_err(x: float) -> str:
 @click.option("--device", "devices", multiple=True, help="cpu, cuda, cuda:N (repeatable). Default: cpu.")
 @click.option("--mode", "modes", multiple=True,
               help="Repeatable; each framework runs those of its modes named. Default: every mode.")
-@click.option("--batch", default=8, show_default=True, type=click.IntRange(1), help="Batch size.")
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(1),
+              help="Batch size (drawn away from ReLU kinks and pooling ties; see docs/equivalence.md).")
 @click.option("--steps", default=3, show_default=True, type=click.IntRange(1), help="Optimizer steps checked.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the weights and batches.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
@@ -279,6 +282,190 @@ def _csv(results) -> str:
                 r.first_divergence or "", r.deterministic, r.reason,
             ])
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# bench run
+
+
+class _ProgressPrinter:
+    """A one-line progress bar on a terminal; one plain line per finished cell otherwise."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.current, self.started = tty, None, time.monotonic()
+        self.total = self.done = self.done_before = 0
+
+    def __call__(self, event: str, **d) -> None:
+        if event == "start":
+            self.total, self.done, self.done_before = d["total"], d["done"], d["done"]
+            if d["done"]:
+                click.echo(f"resuming: {d['done']} of {d['total']} cells already done, {d['todo']} to run")
+        elif event == "cell":
+            self.current = d["cell"]
+            if self.tty:
+                self._bar()
+        elif event == "done":
+            self.done = d["done"]
+            cell, record = d["cell"], d["record"]
+            if self.tty:
+                self._bar()
+            else:
+                click.echo(f"[{self.done}/{self.total}] {cell.key}: {_cell_outcome(record)}")
+        elif event == "finish" and self.tty:
+            click.echo("\r\033[K", nl=False)
+
+    def _bar(self) -> None:
+        width = 24
+        filled = int(width * self.done / max(self.total, 1))
+        elapsed = time.monotonic() - self.started
+        ran = self.done - self.done_before
+        left = elapsed / ran * (self.total - self.done) if ran else float("nan")
+        eta = "?" if left != left else f"{int(left) // 60}:{int(left) % 60:02d}"
+        current = self.current.key if self.current else ""
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} cells, "
+                f"{int(elapsed) // 60}:{int(elapsed) % 60:02d} elapsed, ~{eta} left  {current}")
+        click.echo("\r\033[K" + line[: shutil.get_terminal_size((120, 20)).columns - 1], nl=False)
+
+
+def _cell_outcome(record: dict) -> str:
+    if record["status"] != "ok":
+        return f"{record['status']}: {record['reason']}"
+    samples = sorted(record["samples_s"])
+    median = samples[len(samples) // 2] if samples else float("nan")
+    verified = {True: "", False: " UNVERIFIED", None: ""}[record.get("verified")]
+    return f"median {median * 1e3:.3f} ms over {len(samples)} samples{verified}"
+
+
+def _is(value, wanted: bool) -> bool:
+    """value == wanted for a pandas nullable boolean, where <NA> is neither."""
+    return value is not None and value is not pd_NA() and bool(value) == wanted
+
+
+def pd_NA():
+    import pandas as pd
+
+    return pd.NA
+
+
+def _summary_table(run_dir) -> str:
+    """The end-of-run table: one line per cell that ran, fastest first within each workload."""
+    from . import results
+
+    df = results.load(run_dir)
+    if df.empty:
+        return "no cells"
+    lines = []
+    ok = df[df["status"] == "ok"].copy()
+    header = (f"{'model':<20} {'batch':>5} {'phase':<16} {'framework':<11} {'mode':<9} {'dtype':<8} {'thr':>3} "
+              f"{'median ms':>10} {'95% CI ms':>19} {'samples/s':>11} {'vs best':>7}  flags")
+    lines.append(header)
+    group = ["model", "batch_size", "phase", "dtype", "device", "threads"]
+    for _, g in ok.groupby(group, sort=False):
+        best = g["median_s"].min()
+        for _, r in g.sort_values("median_s").iterrows():
+            flags = []
+            if _is(r.get("noisy"), True):
+                flags.append("noisy")
+            if _is(r.get("verified"), False):
+                flags.append("UNVERIFIED")
+            if _is(r.get("phase_sum_flag"), True):
+                flags.append(f"fwd+bwd={r['phase_sum_ratio']:.2f}x fb")
+            lines.append(
+                f"{r['model']:<20} {r['batch_size']:>5} {r['phase']:<16} {r['framework']:<11} {r['mode']:<9} "
+                f"{r['dtype']:<8} {r['threads']:>3} {r['median_s'] * 1e3:>10.3f} "
+                f"{f'[{r.ci_low_s * 1e3:.3f}, {r.ci_high_s * 1e3:.3f}]':>19} {r['samples_per_s']:>11,.0f} "
+                f"{r['median_s'] / best:>6.2f}x  {' '.join(flags)}")
+    others = df[df["status"] != "ok"]
+    if len(others):
+        lines.append("")
+        for _, r in others.iterrows():
+            lines.append(f"{r['status']:<8} {r['model']}/{r['framework']}/{r['device']}/{r['dtype']}/{r['mode']}/"
+                         f"b{r['batch_size']}/{r['phase']}/t{r['threads']}: {r['reason']}")
+    return "\n".join(lines)
+
+
+@cli.command("run")
+@click.argument("suite", required=False)
+@click.option("--resume", "resume", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Run only the cells missing from this run folder.")
+@click.option("--results-dir", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Where run folders are created.")
+@click.option("--export-pytest-benchmark", "export", type=click.Path(dir_okay=False), default=None,
+              help="Also write the run in pytest-benchmark's JSON format to this file.")
+def run_cmd(suite, resume, results_dir, export) -> None:
+    """Time a suite: every cell in a worker process per framework, rounds interleaved.
+
+    SUITE is a name from suites/ (quick, default, threads, gpu, smoke) or a path to a .toml file.
+    Each finished cell is written at once to results/<run-id>/; Ctrl-C keeps them (exit 130) and
+    `--resume` finishes the run. Exit status: 0 when every cell ran or was skipped, 1 when any cell
+    failed (error, crashed, timeout, oom) or did not match the reference, 2 on a bad suite.
+
+    \b
+    Examples:
+      bench run quick
+      bench run suites/threads.toml --results-dir /tmp/results
+      bench run --resume results/20261123-184512-quick
+    """
+    from . import results, runner, suites
+
+    if resume:
+        if suite:
+            raise click.UsageError("give a SUITE or --resume RUN, not both")
+        try:
+            loaded, run_dir = runner.resume_run(resume)
+        except (results.ResultsError, suites.SuiteError) as e:
+            raise click.UsageError(str(e)) from None
+    else:
+        if not suite:
+            raise click.UsageError(f"which suite? available: {', '.join(suites.available())}")
+        try:
+            loaded = suites.load(suite)
+        except suites.SuiteError as e:
+            raise click.UsageError(str(e)) from None
+        run_dir = runner.start_run(loaded, results_dir)
+    click.echo(f"run {run_dir}  (suite {loaded.name}: {len(loaded.cells())} cells)")
+    printer = _ProgressPrinter(sys.stdout.isatty())
+    try:
+        summary = runner.run_suite(loaded, run_dir, progress=printer)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: every finished cell is kept; finish with: bench run --resume {run_dir}")
+        sys.exit(130)
+    click.echo(_summary_table(run_dir))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing to run"
+    click.echo(f"\n{counts}; {summary.seconds:.0f} s; results in {run_dir}")
+    if export:
+        from .pytest_benchmark import export_run
+
+        export_run(run_dir, export)
+        click.echo(f"pytest-benchmark JSON: {export}")
+    df = results.load(run_dir)
+    failed = bool(df["status"].isin(["error", "crashed", "timeout", "oom"]).any())
+    unverified = any(_is(v, False) for v in df["verified"])
+    if failed or unverified:
+        sys.exit(1)
+
+
+@cli.command("selftest")
+@click.option("--torch/--no-torch", "with_torch", default=True, show_default=True,
+              help="Compare with torch.utils.benchmark when torch is installed.")
+def selftest_cmd(with_torch: bool) -> None:
+    """Validate the timer on this machine: exit 1 if any check is out of bounds.
+
+    \b
+    1. a busy-wait of known duration (2 ms) is measured within 2%;
+    2. the harness's median for a torch forward agrees with torch.utils.benchmark's
+       blocked_autorange on the same callable within 10%;
+    3. a planted slow first call (100x) does not move the median by more than 2%.
+    """
+    from . import selftest
+
+    ok = True
+    for check in selftest.run_all(with_torch=with_torch):
+        mark = {True: "ok  ", False: "FAIL", None: "skip"}[check["passed"]]
+        click.echo(f"{mark} {check['name']}: {check['detail']}")
+        ok &= check["passed"] is not False
+    if not ok:
+        sys.exit(1)
 
 
 def main() -> None:

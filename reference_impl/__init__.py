@@ -7,13 +7,14 @@
     >>> loss, grads = model.loss_and_grads(x, y)
 """
 
-from . import functional, layers, losses, models, optim
+from . import data, functional, layers, losses, models, optim
 from .data import random_batch
 from .model import Sequential, build
 from .spec import LayerSpec, ModelSpec, OptimizerSpec
 from .weights import WeightsError, check_weights, init_weights, load_weights, save_weights
 
 __all__ = [
+    "data",
     "functional",
     "layers",
     "losses",

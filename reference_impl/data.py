@@ -6,7 +6,7 @@ import numpy as np
 
 from .spec import ModelSpec
 
-__all__ = ["random_batch"]
+__all__ = ["random_batch", "kink_margins", "well_conditioned_batch"]
 
 
 def random_batch(spec: ModelSpec, batch_size: int, seed: int = 0, dtype=np.float32):
@@ -26,3 +26,75 @@ def random_batch(spec: ModelSpec, batch_size: int, seed: int = 0, dtype=np.float
     else:
         y = rng.uniform(0.0, 1.0, size=(batch_size, *out)).astype(dtype)
     return x, y
+
+
+def kink_margins(spec: ModelSpec, weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Per sample, how close the forward pass comes to a point where the model is not
+    differentiable, relative to the size of the values there: the smallest |input| of a ReLU, and
+    the smallest gap between the two largest values of a max-pooling window, each divided by the
+    largest magnitude in that layer. Computed in float64 with the functional (NCHW) ops.
+
+    Near such a point, float32 rounding can flip which side of the kink a value falls on: a ReLU
+    that passes its gradient or not, a pooling window that routes its gradient to another input.
+    That moves whole gradient entries, so two correct implementations then disagree far beyond
+    rounding. Equivalence checks draw their batches away from these points.
+    """
+    from . import functional as F
+
+    h = np.asarray(x, dtype=np.float64)
+    margins = np.full(len(h), np.inf)
+    for layer in spec.layers:
+        w = weights.get(f"{layer.name}.weight")
+        b = weights.get(f"{layer.name}.bias")
+        w = None if w is None else np.asarray(w, dtype=np.float64)
+        b = None if b is None else np.asarray(b, dtype=np.float64)
+        if layer.kind == "dense":
+            z = F.linear(h, w, b)
+        elif layer.kind == "conv2d":
+            z = F.conv2d(h, w, b, layer.stride, layer.padding)
+        elif layer.kind == "max_pool2d":
+            geo = F.pool_geometry(h.shape[2:], layer.kernel_size, layer.stride, layer.padding)
+            top, bottom, left, right = geo.pads
+            hp = np.pad(h, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
+            windows = np.stack([hp[:, :, rows, cols] for i in range(geo.kernel[0]) for j in range(geo.kernel[1])
+                                for rows, cols in [geo.window(i, j)]])
+            ranked = np.sort(windows, axis=0)
+            gap = ranked[-1] - ranked[-2]
+            scale = np.abs(h).max() or 1.0
+            # Windows of ReLU zeros tie exactly, harmlessly: the ReLU's gradient there is zero anyway.
+            gap = np.where(ranked[-1] > 0, gap, np.inf)
+            margins = np.minimum(margins, gap.reshape(len(h), -1).min(axis=1) / scale)
+            z = ranked[-1]
+        elif layer.kind == "flatten":
+            z = h.reshape(len(h), -1)
+        elif layer.kind == "relu":
+            margins = np.minimum(margins, np.abs(h).reshape(len(h), -1).min(axis=1) / (np.abs(h).max() or 1.0))
+            z = h
+        else:
+            z = {"sigmoid": F.sigmoid, "tanh": F.tanh, "softmax": F.softmax}[layer.kind](h)
+        if layer.activation == "relu":
+            margins = np.minimum(margins, np.abs(z).reshape(len(h), -1).min(axis=1) / (np.abs(z).max() or 1.0))
+        h = z if layer.kind in ("max_pool2d", "flatten", "relu") else (
+            {"relu": F.relu, "sigmoid": F.sigmoid, "tanh": F.tanh, "softmax": F.softmax}[layer.activation](z)
+            if layer.activation else z)
+        if layer.kind == "relu":
+            h = F.relu(z)
+    return margins
+
+
+def well_conditioned_batch(spec: ModelSpec, weights: dict[str, np.ndarray], batch_size: int, seed: int = 0,
+                           dtype=np.float64, margin: float = 1e-6, max_draws: int = 50):
+    """Like random_batch, but every sample keeps kink_margins >= margin: redrawn (deterministically
+    for a seed) until it does. Raises ValueError when max_draws rounds of draws cannot fill the batch."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for _ in range(max_draws):
+        x, y = random_batch(spec, batch_size, int(rng.integers(2**31)), np.float64)
+        good = kink_margins(spec, weights, x) >= margin
+        xs.append(x[good])
+        ys.append(y[good])
+        if sum(len(a) for a in xs) >= batch_size:
+            x, y = np.concatenate(xs)[:batch_size], np.concatenate(ys)[:batch_size]
+            return x.astype(dtype), (y if y.dtype.kind == "i" else y.astype(dtype))
+    raise ValueError(f"{spec.name}: could not draw {batch_size} samples {margin:g} away from every kink "
+                     f"in {max_draws} rounds; lower the margin")

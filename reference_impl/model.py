@@ -173,13 +173,25 @@ class Sequential:
 
         Gradients are in the canonical layout and names, of the mean loss over the batch.
         """
-        x = self._input(x)
+        loss = self.forward_loss(x, y)
+        return loss, self.backward(input_grad)
+
+    def forward_loss(self, x, y):
+        """The loss of a batch, keeping what `backward` needs: the two halves of loss_and_grads,
+        apart so that a backward pass can be timed on its own."""
         target = self._target(y)
-        out = self._run(self._train_layers, x)
+        out = self._run(self._train_layers, self._input(x))
         if out.ndim == 4:
             out = F.to_nchw(out)
         loss = self._loss[0](out, target)
-        dy = _to_internal(self._loss[1](out, target))
+        self._dy = _to_internal(self._loss[1](out, target))
+        return loss
+
+    def backward(self, input_grad: bool = False) -> dict[str, np.ndarray]:
+        """The gradients of the last forward_loss (once: it consumes what the forward kept)."""
+        dy, self._dy = getattr(self, "_dy", None), None
+        if dy is None:
+            raise RuntimeError("backward needs a forward_loss first (and each forward_loss serves one backward)")
         grads: dict[str, np.ndarray] = {}
         for i in range(len(self._train_layers) - 1, -1, -1):
             layer = self._train_layers[i]
@@ -187,7 +199,7 @@ class Sequential:
             grads.update(layer.grads)
         if input_grad:
             grads["input"] = _to_canonical(dy)
-        return loss, grads
+        return grads
 
     def train_step(self, x, y, optimizer: Optimizer):
         """One optimizer update from the gradients of this batch; returns the loss before it."""

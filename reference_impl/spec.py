@@ -220,6 +220,20 @@ class ModelSpec:
         """Forward FLOPs for one sample, counted from the spec (see LayerSpec.flops)."""
         return sum(layer.flops(in_shape) for layer, in_shape, _ in self.layer_shapes())
 
+    def phase_flops(self, phase: str, batch_size: int) -> int:
+        """Analytic FLOPs of one call of a timing phase on a batch (F = forward FLOPs):
+        forward F; backward 2F (each dense and conv layer does one product for its weight's
+        gradient and one for its input's); forward_backward 3F; train_step 3F plus the optimizer's
+        update (counted as 10 FLOPs per parameter for Adam and RMSprop, 3 for SGD)."""
+        forward = self.flops_per_sample * batch_size
+        per_param = {"sgd": 3, "rmsprop": 10, "adam": 10}[self.optimizer.kind]
+        counts = {"forward": forward, "backward": 2 * forward, "forward_backward": 3 * forward,
+                  "train_step": 3 * forward + per_param * self.num_params}
+        try:
+            return counts[phase]
+        except KeyError:
+            raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(counts)}") from None
+
     @property
     def final_activation(self) -> str | None:
         last = self.layers[-1]

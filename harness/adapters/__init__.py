@@ -6,12 +6,15 @@ A third-party package adds a framework by declaring, in its pyproject.toml,
     myframework = "my_package.adapter:MyAdapter"
 
 where MyAdapter subclasses harness.adapters.base.Adapter. It is then listed by `bench list` and
-usable in `bench check` exactly like the built-ins. Nothing is imported until it is asked for.
+usable in `bench check` and `bench run` exactly like the built-ins. Nothing is imported until it is
+asked for. Without packaging, the environment variable FWBENCH_ADAPTERS registers adapters too
+(worker processes inherit it): FWBENCH_ADAPTERS="myframework=my_module:MyAdapter,other=pkg.mod:Other".
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from functools import cache
 from importlib.metadata import entry_points
 
@@ -20,6 +23,7 @@ from .base import Adapter, Availability, BuiltModel, Unavailable
 __all__ = ["Adapter", "Availability", "BuiltModel", "Unavailable", "ENTRY_POINT_GROUP", "names", "get"]
 
 ENTRY_POINT_GROUP = "harness.adapters"
+ENV_VAR = "FWBENCH_ADAPTERS"
 
 _BUILTIN = {
     "reference": "harness.adapters.reference:ReferenceAdapter",
@@ -34,6 +38,11 @@ def _registered() -> dict[str, str]:
     found = dict(_BUILTIN)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(ep.name, ep.value)
+    for item in filter(None, (part.strip() for part in os.environ.get(ENV_VAR, "").split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or ":" not in target:
+            raise ValueError(f"{ENV_VAR}: expected name=module:Class, got {item!r}")
+        found.setdefault(name.strip(), target.strip())
     return found
 
 
@@ -56,6 +65,8 @@ def get(name: str) -> Adapter:
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise TypeError(f"adapter {name!r} ({target}) is not a harness.adapters.base.Adapter")
     try:
-        return cls()
+        adapter = cls()
     except Exception as e:
         raise ImportError(f"adapter {name!r} ({target}) cannot be created: {e}") from e
+    adapter.name = name  # the registered name is the one users type and results carry
+    return adapter

@@ -16,9 +16,10 @@ import numpy as np
 
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
-__all__ = ["Adapter", "BuiltModel", "Availability", "Unavailable", "DTYPES", "parse_device"]
+__all__ = ["Adapter", "BuiltModel", "Availability", "Unavailable", "DTYPES", "PHASES", "parse_device"]
 
 DTYPES = ("float32", "float64")
+PHASES = ("forward", "backward", "forward_backward", "train_step")
 
 
 class Unavailable(Exception):
@@ -91,6 +92,36 @@ class BuiltModel(ABC):
     def sync(self) -> None:  # noqa: B027 (a no-op is the right default for synchronous devices)
         """Wait until the device has finished all queued work (a no-op on the CPU)."""
 
+    def knobs(self) -> dict:
+        """Every setting of this model that changes its speed (compiler, TF32, oneDNN, ...)."""
+        return {"mode": self.mode}
+
+    def timing_phase(self, phase: str, x: np.ndarray, y: np.ndarray):
+        """A harness.timing.Phase that runs `phase` on this batch, for `bench run` to time.
+
+        Phases: 'forward' (inference, no gradient tape), 'forward_backward' (the loss and every
+        parameter gradient), 'backward' (the backward alone: its `prepare` runs the forward
+        untimed before each call), 'train_step' (forward_backward plus the update of the spec's
+        default optimizer). Built-in adapters override this to move the batch onto the device once
+        and time native calls only. This default goes through the NumPy methods above, so its
+        times include host-device copies and conversions; it says so in `how`, and it cannot
+        separate a backward (raises Unavailable).
+        """
+        from harness.timing import Phase
+
+        if phase == "forward":
+            return Phase(lambda: self.forward(x), sync=self.sync, how="forward(x) through the NumPy contract")
+        if phase == "forward_backward":
+            return Phase(lambda: self.loss_and_grads(x, y), sync=self.sync,
+                         how="loss_and_grads(x, y) through the NumPy contract (input gradient included)")
+        if phase == "train_step":
+            self.set_optimizer(self.spec.optimizer)
+            return Phase(lambda: self.train_step(x, y), sync=self.sync,
+                         how="train_step(x, y) through the NumPy contract")
+        if phase == "backward":
+            raise Unavailable(f"{type(self).__name__} does not time a backward pass on its own")
+        raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
+
 
 class Adapter(ABC):
     """A framework: whether it is here, what it can run, and how to build a model in it."""
@@ -105,6 +136,12 @@ class Adapter(ABC):
     @abstractmethod
     def devices(self) -> list[str]:
         """The devices usable now, 'cpu' first, then 'cuda:0', 'cuda:1', ..."""
+
+    def configure_threads(self, threads: int) -> dict:
+        """Use `threads` CPU threads from now on, in this process (a `bench run` worker, where the
+        BLAS and OpenMP environment variables are already set); return the counts the framework
+        reports back, so that the setting is verified, not assumed."""
+        return {}
 
     def unavailable_reason(self, device: str, dtype: str, mode: str) -> str | None:
         """Why this device, dtype and mode cannot run here, or None when they can."""

@@ -520,6 +520,66 @@ class TensorFlowModel(BuiltModel):
                     outputs[layer] = out
         return outputs
 
+    def knobs(self) -> dict:
+        return {**knobs(), "mode": self.mode, "tf.function": self.mode in ("function", "xla"),
+                "jit_compile": self.mode == "xla"}
+
+    def timing_phase(self, phase, x, y):
+        """Native calls on tensors already on the device; the batch is moved there once."""
+        from harness.timing import Phase
+
+        tf = _tf()
+        with tf.device(self._tf_device):
+            tx, ty = tf.identity(self._input(x)), tf.identity(self._target(y))
+
+        def run_on_device(fn):
+            def run():
+                with tf.device(self._tf_device):
+                    return fn()
+            return run
+
+        if phase == "forward":
+            return Phase(run_on_device(lambda: self._forward_fn(tx)), sync=self.sync,
+                         how=f"the model's layers on x ({self.mode}), no gradient tape")
+        if phase == "forward_backward":
+            def loss_and_param_grads(x, y):
+                with tf.GradientTape() as tape:
+                    loss = self._loss(x, y)
+                return loss, tape.gradient(loss, self._var_list)
+
+            fb = self._compile(loss_and_param_grads)
+            return Phase(run_on_device(lambda: fb(tx, ty)), sync=self.sync,
+                         how=f"loss and every parameter gradient under one GradientTape ({self.mode})")
+        if phase == "backward":
+            if self.mode != "eager":
+                raise Unavailable(f"a backward pass cannot be timed apart from its forward inside one "
+                                  f"tf.function ({self.mode}); time forward_backward and forward instead")
+            pending = []
+
+            def prepare():
+                with tf.device(self._tf_device):
+                    with tf.GradientTape() as tape:
+                        loss = self._loss(tx, ty)
+                pending.append((tape, loss))
+
+            def backward():
+                tape, loss = pending.pop()
+                return tape.gradient(loss, self._var_list)
+
+            return Phase(run_on_device(backward), prepare=prepare, sync=self.sync,
+                         how="tape.gradient alone; the forward under the tape runs untimed before each call")
+        if phase == "train_step":
+            self.set_optimizer(self.spec.optimizer)
+
+            def train_step():
+                self._steps_taken += 1
+                return self._train_fn(tx, ty, self._corrections())
+
+            return Phase(run_on_device(train_step), sync=self.sync,
+                         how=f"loss, gradients and the reference's {self.spec.optimizer.kind} update as tf ops "
+                             f"({self.mode})")
+        return super().timing_phase(phase, x, y)
+
     def sync(self) -> None:
         if self._tf_device.startswith("/GPU"):
             experimental = getattr(_tf().test, "experimental", None)
@@ -553,6 +613,20 @@ class TensorFlowAdapter(Adapter):
             return []
         gpus = _tf().config.list_physical_devices("GPU")
         return ["cpu"] + [f"cuda:{i}" for i in range(len(gpus))]
+
+    def configure_threads(self, threads: int) -> dict:
+        """intra-op = threads, inter-op = 1 (these models are chains of ops: nothing runs beside
+        them). TF accepts this only before its runtime starts, as in a fresh worker."""
+        tf = _tf()
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError as e:  # the runtime already started: report what it has
+            return {"error": str(e),
+                    "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                    "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+        return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
     def unavailable_reason(self, device, dtype, mode):
         # Availability, mode and dtype first: those need no import of TensorFlow.

@@ -106,7 +106,10 @@ class TorchModel(BuiltModel):
             # on it: after 8 models (its recompile limit) the next one silently runs eager.
             # Each compiled model therefore starts from an empty cache.
             torch._dynamo.reset()
-            self._run = torch.compile(self.module)
+            # dynamic=False: one graph specialised per input shape, as a benchmark of a fixed batch
+            # wants; otherwise a second batch size (the check's, then the timed one) switches dynamo
+            # to a dynamic-shape graph, and that slower graph is what would be timed.
+            self._run = torch.compile(self.module, dynamic=False)
         else:
             self._run = self.module
         self._optimizer = None
@@ -214,6 +217,71 @@ class TorchModel(BuiltModel):
         if self.device.startswith("cuda"):
             _torch().cuda.synchronize(self.device)
 
+    def knobs(self) -> dict:
+        torch = _torch()
+        knobs = {
+            "mode": self.mode,
+            "torch.compile": self.mode == "compile",
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+        }
+        if self.device.startswith("cuda"):
+            knobs.update({
+                "cudnn.benchmark": torch.backends.cudnn.benchmark,
+                "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+                "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            })
+        return knobs
+
+    def timing_phase(self, phase, x, y):
+        """Native calls on tensors already on the device; the batch is moved there once."""
+        from harness.timing import Phase
+
+        torch = _torch()
+        tx, ty = self._tensor(x), self._target(y)
+        params = list(self.module.parameters())
+
+        def forward():
+            with torch.no_grad():
+                out = self._run(tx)
+                return self._final(out) if self._final is not None else out
+
+        def zero_grad():
+            for p in params:
+                p.grad = None
+
+        def forward_backward():
+            zero_grad()
+            loss = self._loss_fn(self._run(tx), ty)
+            loss.backward()
+            return loss
+
+        if phase == "forward":
+            return Phase(forward, sync=self.sync, how="module(x) under torch.no_grad()")
+        if phase == "forward_backward":
+            return Phase(forward_backward, sync=self.sync,
+                         how="zero grads, loss(module(x), y), loss.backward(): every parameter gradient")
+        if phase == "backward":
+            pending = []
+
+            def prepare():
+                zero_grad()
+                pending.append(self._loss_fn(self._run(tx), ty))
+
+            return Phase(lambda: pending.pop().backward(), prepare=prepare, sync=self.sync,
+                         how="loss.backward() alone; the forward under autograd runs untimed before each call")
+        if phase == "train_step":
+            self.set_optimizer(self.spec.optimizer)
+            optimizer = self._optimizer
+
+            def train_step():
+                forward_backward()
+                optimizer.step()
+
+            return Phase(train_step, sync=self.sync,
+                         how=f"forward_backward then torch.optim {self.spec.optimizer.kind} step()")
+        return super().timing_phase(phase, x, y)
+
 
 class TorchAdapter(Adapter):
     name = "torch"
@@ -232,6 +300,12 @@ class TorchAdapter(Adapter):
             return []
         torch = _torch()
         return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    def configure_threads(self, threads: int) -> dict:
+        torch = _torch()
+        torch.set_num_threads(threads)
+        return {"torch.get_num_threads": torch.get_num_threads(),
+                "torch.get_num_interop_threads": torch.get_num_interop_threads()}
 
     def unavailable_reason(self, device, dtype, mode):
         reason = super().unavailable_reason(device, dtype, mode)

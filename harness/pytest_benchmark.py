@@ -1,0 +1,90 @@
+"""A run in pytest-benchmark's JSON format, so that its `compare` tooling works on fwbench runs.
+
+One benchmark per cell that ran: group = the workload (model, phase, batch, dtype, device, threads),
+name = framework[mode], the cell's fields as params, and the raw samples as `data`, from which the
+statistics are computed the way pytest-benchmark computes its own.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from . import results
+
+__all__ = ["to_pytest_benchmark", "export_run"]
+
+_FORMAT_VERSION = "5.1.0"  # the pytest-benchmark JSON layout written here
+
+
+def _stats(samples: list[float], iterations: int) -> dict:
+    data = np.asarray(samples, dtype=np.float64)
+    q1, median, q3 = (float(v) for v in np.percentile(data, [25, 50, 75]))
+    iqr = q3 - q1
+    mean = float(data.mean())
+    stddev = float(data.std(ddof=1)) if len(data) > 1 else 0.0
+    inside = data[(data >= q1 - 1.5 * iqr) & (data <= q3 + 1.5 * iqr)]
+    iqr_outliers = int(len(data) - len(inside))
+    stddev_outliers = int(np.sum((data < mean - stddev) | (data > mean + stddev)))
+    return {
+        "min": float(data.min()), "max": float(data.max()), "mean": mean, "stddev": stddev,
+        "rounds": int(len(data)), "median": median, "iqr": iqr, "q1": q1, "q3": q3,
+        "iqr_outliers": iqr_outliers, "stddev_outliers": stddev_outliers,
+        "outliers": f"{stddev_outliers};{iqr_outliers}",
+        "ld15iqr": float(inside.min()) if len(inside) else float(data.min()),
+        "hd15iqr": float(inside.max()) if len(inside) else float(data.max()),
+        "ops": 1.0 / mean if mean > 0 else 0.0, "total": float(data.sum()) * iterations,
+        "data": [float(v) for v in data], "iterations": int(iterations),
+    }
+
+
+def to_pytest_benchmark(run_dir: str | Path) -> dict:
+    run_dir = Path(run_dir)
+    run = results.read_run(run_dir)
+    env = run.get("environment", {})
+    git = env.get("git") or {}
+    benchmarks = []
+    for key, doc in results.finished_cells(run_dir).items():
+        if doc.get("status") != "ok" or not doc.get("samples_s"):
+            continue
+        c = doc["cell"]
+        group = f"{c['model']} {c['phase']} b{c['batch_size']} {c['dtype']} {c['device']} t{c['threads']}"
+        benchmarks.append({
+            "group": group,
+            "name": f"{c['framework']}[{c['mode']}]",
+            "fullname": f"{run_dir.name}::{key}",
+            "params": dict(c),
+            "param": key,
+            "extra_info": {"how": doc.get("how", ""), "first_call_s": doc.get("first_call_s"),
+                           "verified": doc.get("verified"), "flops": doc.get("flops")},
+            "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(doc["samples_s"]),
+                        "max_time": None, "min_time": None, "precision": None, "confidence": None,
+                        "warmup": bool(doc.get("warmup_calls"))},
+            "stats": _stats(doc["samples_s"], int(doc.get("iters_per_sample") or 1)),
+        })
+    uname = platform.uname()
+    return {
+        "machine_info": {
+            "node": uname.node, "processor": uname.processor, "machine": uname.machine,
+            "python_compiler": platform.python_compiler(),
+            "python_implementation": platform.python_implementation(),
+            "python_implementation_version": platform.python_version(),
+            "python_version": platform.python_version(), "python_build": list(platform.python_build()),
+            "release": uname.release, "system": uname.system,
+            "cpu": {"brand_raw": (env.get("cpu") or {}).get("model"),
+                    "count": (env.get("cpu") or {}).get("logical_cores")},
+        },
+        "commit_info": {"id": git.get("commit"), "time": run.get("started"), "author_time": run.get("started"),
+                        "dirty": git.get("dirty"), "project": "fwbench", "branch": None},
+        "benchmarks": benchmarks,
+        "datetime": run.get("finished") or run.get("started"),
+        "version": _FORMAT_VERSION,
+    }
+
+
+def export_run(run_dir: str | Path, path: str | Path) -> Path:
+    path = Path(path)
+    results.atomic_write_json(path, to_pytest_benchmark(run_dir))
+    return path
