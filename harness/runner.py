@@ -204,6 +204,7 @@ def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = 
                     finish(record)
             for k in timing.round_sizes:
                 for entry in list(opened):
+                    time.sleep(timing.cooldown_s)  # the previous worker's thread pools stop spinning
                     failed = _sample(entry, k, workers)
                     if failed is not None:
                         opened.remove(entry)

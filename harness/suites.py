@@ -21,6 +21,7 @@ are their product, less the excluded combinations:
     warmup = 3                          # warm-up calls after the first call
     min_sample_s = 0.005                # a sample lasts at least this long (iterations calibrated)
     cell_timeout_s = 120                # a cell (build, first call, all its samples) past this is a timeout
+    cooldown_s = 0.03                   # idle before each round's request, while other pools stop spinning
     budget_s = 110                      # optional: cells that would start after it are skipped
 
     [[exclude]]                         # optional, repeatable: a cell is left out when it matches
@@ -202,6 +203,9 @@ class Timing:
     min_sample_s: float = 0.005
     cell_timeout_s: float = 120.0
     budget_s: float | None = None
+    # Idle time before each round's request to a worker: other frameworks' thread pools spin for a
+    # while after their work (Eigen, OpenMP, OpenBLAS) and would otherwise steal this one's cores.
+    cooldown_s: float = 0.03
 
     def __post_init__(self):
         for name in ("samples", "rounds"):
@@ -216,6 +220,8 @@ class Timing:
                 continue
             if not _is_number(value) or value <= 0:
                 raise SuiteError(f"expected a positive number of seconds, got {value!r}", key=f"timing.{name}")
+        if not _is_number(self.cooldown_s) or self.cooldown_s < 0:
+            raise SuiteError(f"expected a number of seconds >= 0, got {self.cooldown_s!r}", key="timing.cooldown_s")
         if self.samples < self.rounds:
             raise SuiteError(f"{self.samples} samples cannot fill {self.rounds} rounds: samples must be >= rounds "
                              f"(lower rounds or raise samples)", key="timing.samples")
