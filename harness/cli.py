@@ -347,6 +347,10 @@ def pd_NA():
     return pd.NA
 
 
+def _num(value, fmt: str) -> str:
+    return "-" if value is None or value != value else format(value, fmt)  # NaN -> '-'
+
+
 def _summary_table(run_dir) -> str:
     """The end-of-run table: one line per cell that ran, fastest first within each workload."""
     from . import results
@@ -354,10 +358,15 @@ def _summary_table(run_dir) -> str:
     df = results.load(run_dir)
     if df.empty:
         return "no cells"
-    lines = []
+    run = results.read_run(run_dir)
+    env = run.get("environment") or {}
+    cpu = env.get("cpu") or {}
+    peaks = ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in (run.get("peak_gflops") or {}).items())
+    lines = [f"machine: {cpu.get('model')}, {cpu.get('logical_cores')} cores; float32 matmul peak: {peaks or '-'}"]
     ok = df[df["status"] == "ok"].copy()
     header = (f"{'model':<20} {'batch':>5} {'phase':<16} {'framework':<11} {'mode':<9} {'dtype':<8} {'thr':>3} "
-              f"{'median ms':>10} {'95% CI ms':>19} {'samples/s':>11} {'vs best':>7}  flags")
+              f"{'median ms':>10} {'95% CI ms':>19} {'samples/s':>11} {'GFLOP/s':>8} {'%peak':>5} {'vs best':>7}"
+              "  flags")
     lines.append(header)
     group = ["model", "batch_size", "phase", "dtype", "device", "threads"]
     for _, g in ok.groupby(group, sort=False):
@@ -374,6 +383,7 @@ def _summary_table(run_dir) -> str:
                 f"{r['model']:<20} {r['batch_size']:>5} {r['phase']:<16} {r['framework']:<11} {r['mode']:<9} "
                 f"{r['dtype']:<8} {r['threads']:>3} {r['median_s'] * 1e3:>10.3f} "
                 f"{f'[{r.ci_low_s * 1e3:.3f}, {r.ci_high_s * 1e3:.3f}]':>19} {r['samples_per_s']:>11,.0f} "
+                f"{_num(r['gflops_per_s'], '.1f'):>8} {_num(100 * r['peak_share'], '.0f'):>5} "
                 f"{r['median_s'] / best:>6.2f}x  {' '.join(flags)}")
     others = df[df["status"] != "ok"]
     if len(others):

@@ -259,6 +259,9 @@ class _Session:
                 check = self.verdicts[key]
             x, y = ri.random_batch(spec, cell["batch_size"], seed + 100, np.float64)
             phase = self.model.timing_phase(cell["phase"], x, y)
+            reset = getattr(self.model, "reset_device_memory", None)
+            if reset is not None:  # so that the peak is this phase's, not the check's
+                reset()
         except Unavailable as e:
             self.model = None
             return {"ok": False, "kind": "skipped", "error": str(e)}

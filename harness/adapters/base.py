@@ -92,6 +92,14 @@ class BuiltModel(ABC):
     def sync(self) -> None:  # noqa: B027 (a no-op is the right default for synchronous devices)
         """Wait until the device has finished all queued work (a no-op on the CPU)."""
 
+    def reset_device_memory(self) -> None:  # noqa: B027 (nothing to reset on the CPU)
+        """Start a new peak for device_memory (called before a phase is timed)."""
+
+    def device_memory(self) -> tuple[int, str] | None:
+        """(peak bytes on the device since reset_device_memory, how it was measured), or None when
+        the device has no allocator to ask (the CPU: `bench run` then reports the worker's peak RSS)."""
+        return None
+
     def knobs(self) -> dict:
         """Every setting of this model that changes its speed (compiler, TF32, oneDNN, ...)."""
         return {"mode": self.mode}

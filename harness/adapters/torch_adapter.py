@@ -217,6 +217,16 @@ class TorchModel(BuiltModel):
         if self.device.startswith("cuda"):
             _torch().cuda.synchronize(self.device)
 
+    def reset_device_memory(self) -> None:
+        if self.device.startswith("cuda"):
+            _torch().cuda.reset_peak_memory_stats(self.device)
+
+    def device_memory(self) -> tuple[int, str] | None:
+        """The CUDA caching allocator's peak since the last reset; None on the CPU (RSS is used)."""
+        if not self.device.startswith("cuda"):
+            return None
+        return int(_torch().cuda.max_memory_allocated(self.device)), "cuda_allocator"
+
     def knobs(self) -> dict:
         torch = _torch()
         knobs = {
