@@ -338,13 +338,9 @@ def _cell_outcome(record: dict) -> str:
 
 def _is(value, wanted: bool) -> bool:
     """value == wanted for a pandas nullable boolean, where <NA> is neither."""
-    return value is not None and value is not pd_NA() and bool(value) == wanted
-
-
-def pd_NA():
     import pandas as pd
 
-    return pd.NA
+    return value is not None and value is not pd.NA and bool(value) == wanted
 
 
 def _num(value, fmt: str) -> str:

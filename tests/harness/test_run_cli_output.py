@@ -1,0 +1,49 @@
+"""What `bench run` and `bench selftest` show a person: the progress line, and the self-test's report."""
+
+from click.testing import CliRunner
+
+from harness import selftest
+from harness.cli import _ProgressPrinter, cli
+from harness.suites import Cell
+
+CELL = Cell("mlp", "torch", "cpu", "float32", "eager", 8, "forward", 2)
+OK = {"status": "ok", "reason": "", "samples_s": [0.002, 0.001, 0.003], "verified": True}
+
+
+def test_terminal_progress_is_one_rewritten_line_with_counts_and_time_left(capsys):
+    printer = _ProgressPrinter(tty=True)
+    printer("start", total=4, done=0, todo=4)
+    printer("cell", cell=CELL)
+    printer("done", cell=CELL, record=OK, done=1, total=4, elapsed=1.0)
+    out = capsys.readouterr().out
+    assert "\r" in out and "\n" not in out  # rewritten in place, never scrolled
+    assert "1/4 cells" in out and "left" in out and CELL.key in out
+
+
+def test_plain_progress_is_one_line_per_finished_cell(capsys):
+    printer = _ProgressPrinter(tty=False)
+    printer("start", total=2, done=1, todo=1)
+    printer("cell", cell=CELL)
+    printer("done", cell=CELL, record=OK, done=2, total=2, elapsed=1.0)
+    printer("done", cell=CELL, record={"status": "timeout", "reason": "no answer within 60 s"}, done=2, total=2,
+            elapsed=2.0)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("resuming: 1 of 2")
+    assert lines[1] == f"[2/2] {CELL.key}: median 2.000 ms over 3 samples"
+    assert lines[2].endswith("timeout: no answer within 60 s")
+    assert "\r" not in "".join(lines)
+
+
+def test_selftest_reports_every_check_with_its_numbers():
+    """Structure only: whether the bounds hold depends on how busy the machine is (bench selftest)."""
+    checks = selftest.run_all(with_torch=False)
+    assert [c["name"] for c in checks] == ["known duration", "slow first call"]
+    for check in checks:
+        assert check["passed"] in (True, False) and isinstance(check["value"], float)
+        assert "bound 2%" in check["detail"]
+
+
+def test_bench_run_without_a_suite_lists_the_suites():
+    result = CliRunner().invoke(cli, ["run"])
+    assert result.exit_code == 2
+    assert "quick" in result.output and "smoke" in result.output
