@@ -41,13 +41,17 @@ def kink_margins(spec: ModelSpec, weights: dict[str, np.ndarray], x: np.ndarray)
     """
     from . import functional as F
 
+    acts = {"relu": F.relu, "sigmoid": F.sigmoid, "tanh": F.tanh, "softmax": F.softmax}
     h = np.asarray(x, dtype=np.float64)
-    margins = np.full(len(h), np.inf)
+    n = len(h)
+    margins = np.full(n, np.inf)
+
+    def relu_margin(z: np.ndarray) -> np.ndarray:
+        return np.abs(z).reshape(n, -1).min(axis=1) / (np.abs(z).max() or 1.0)
+
     for layer in spec.layers:
-        w = weights.get(f"{layer.name}.weight")
-        b = weights.get(f"{layer.name}.bias")
-        w = None if w is None else np.asarray(w, dtype=np.float64)
-        b = None if b is None else np.asarray(b, dtype=np.float64)
+        w, b = (weights.get(f"{layer.name}.{part}") for part in ("weight", "bias"))
+        w, b = (None if a is None else np.asarray(a, dtype=np.float64) for a in (w, b))
         if layer.kind == "dense":
             z = F.linear(h, w, b)
         elif layer.kind == "conv2d":
@@ -56,29 +60,21 @@ def kink_margins(spec: ModelSpec, weights: dict[str, np.ndarray], x: np.ndarray)
             geo = F.pool_geometry(h.shape[2:], layer.kernel_size, layer.stride, layer.padding)
             top, bottom, left, right = geo.pads
             hp = np.pad(h, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
-            windows = np.stack([hp[:, :, rows, cols] for i in range(geo.kernel[0]) for j in range(geo.kernel[1])
-                                for rows, cols in [geo.window(i, j)]])
-            ranked = np.sort(windows, axis=0)
-            gap = ranked[-1] - ranked[-2]
-            scale = np.abs(h).max() or 1.0
+            offsets = [geo.window(i, j) for i in range(geo.kernel[0]) for j in range(geo.kernel[1])]
+            ranked = np.sort(np.stack([hp[:, :, rows, cols] for rows, cols in offsets]), axis=0)
             # Windows of ReLU zeros tie exactly, harmlessly: the ReLU's gradient there is zero anyway.
-            gap = np.where(ranked[-1] > 0, gap, np.inf)
-            margins = np.minimum(margins, gap.reshape(len(h), -1).min(axis=1) / scale)
+            gap = np.where(ranked[-1] > 0, ranked[-1] - ranked[-2], np.inf)
+            margins = np.minimum(margins, gap.reshape(n, -1).min(axis=1) / (np.abs(h).max() or 1.0))
             z = ranked[-1]
         elif layer.kind == "flatten":
-            z = h.reshape(len(h), -1)
-        elif layer.kind == "relu":
-            margins = np.minimum(margins, np.abs(h).reshape(len(h), -1).min(axis=1) / (np.abs(h).max() or 1.0))
-            z = h
-        else:
-            z = {"sigmoid": F.sigmoid, "tanh": F.tanh, "softmax": F.softmax}[layer.kind](h)
+            z = h.reshape(n, -1)
+        else:  # a standalone activation
+            if layer.kind == "relu":
+                margins = np.minimum(margins, relu_margin(h))
+            z = acts[layer.kind](h)
         if layer.activation == "relu":
-            margins = np.minimum(margins, np.abs(z).reshape(len(h), -1).min(axis=1) / (np.abs(z).max() or 1.0))
-        h = z if layer.kind in ("max_pool2d", "flatten", "relu") else (
-            {"relu": F.relu, "sigmoid": F.sigmoid, "tanh": F.tanh, "softmax": F.softmax}[layer.activation](z)
-            if layer.activation else z)
-        if layer.kind == "relu":
-            h = F.relu(z)
+            margins = np.minimum(margins, relu_margin(z))
+        h = acts[layer.activation](z) if layer.activation else z
     return margins
 
 
