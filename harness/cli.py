@@ -373,6 +373,8 @@ def _summary_table(run_dir) -> str:
                 flags.append("noisy")
             if _is(r.get("verified"), False):
                 flags.append("UNVERIFIED")
+            if _is(r.get("threads_verified"), False):
+                flags.append("THREADS")
             if _is(r.get("phase_sum_flag"), True):
                 flags.append(f"fwd+bwd={r['phase_sum_ratio']:.2f}x fb")
             lines.append(

@@ -96,6 +96,7 @@ _CELL_DEFAULTS: dict[str, Any] = {
     "stderr_tail": "",
     "verified": None,
     "check": None,
+    "threads_verified": None,
     "samples_s": [],
     "iters_per_sample": None,
     "first_call_s": None,
@@ -133,6 +134,7 @@ _COLUMN_DTYPES: dict[str, str] = {
     "status": "object",
     "reason": "object",
     "verified": "boolean",
+    "threads_verified": "boolean",
     "check_status": "object",
     "worst_normwise": "float64",
     "first_divergence": "object",
@@ -463,6 +465,7 @@ def _row(run_id: str, key: str, doc: Mapping, peaks: Mapping, raw: bool) -> dict
     row: dict[str, Any] = {"run_id": run_id, "key": key}
     row.update({name: cell.get(name) for name in CELL_FIELDS})
     row.update(status=doc["status"], reason=doc.get("reason"), verified=doc.get("verified"),
+               threads_verified=doc.get("threads_verified"),
                check_status=check.get("status"), worst_normwise=_float(check.get("worst_normwise")),
                first_divergence=check.get("first_divergence"))
     samples = doc.get("samples_s") or []

@@ -115,9 +115,9 @@ def _groups(cells: list[Cell]) -> list[list[Cell]]:
 
 def _base(cell: Cell, status: str, reason: str = "", **extra) -> dict:
     return {"cell": cell.to_dict(), "status": status, "reason": reason, "stderr_tail": "", "verified": None,
-            "check": None, "samples_s": [], "iters_per_sample": None, "first_call_s": None, "warmup_calls": None,
-            "how": "", "threads_applied": {}, "knobs": {}, "flops": None, "peak_memory_bytes": None,
-            "memory_kind": None, "started": _now(), "seconds": 0.0, **extra}
+            "check": None, "threads_verified": None, "samples_s": [], "iters_per_sample": None,
+            "first_call_s": None, "warmup_calls": None, "how": "", "threads_applied": {}, "knobs": {}, "flops": None,
+            "peak_memory_bytes": None, "memory_kind": None, "started": _now(), "seconds": 0.0, **extra}
 
 
 class _Open:
@@ -255,7 +255,10 @@ def _open(cell: Cell, workers: _Workers, suite: Suite, timeout_s: float) -> _Ope
         return _base(cell, status, reply.get("error", ""), stderr_tail=worker.stderr_tail(800),
                      seconds=time.monotonic() - t0)
     check = reply.get("check")
-    record = _base(cell, "ok", threads_applied=setup.get("threads_applied", {}), check=check,
+    applied = setup.get("threads_applied", {})
+    # Verified, not assumed: the count the framework reports back must be the one asked for.
+    threads_verified = None if applied.get("threads") is None else applied["threads"] == cell.threads
+    record = _base(cell, "ok", threads_applied=applied, threads_verified=threads_verified, check=check,
                    verified=None if check is None else check["status"] == "pass",
                    first_call_s=reply["first_call_s"], iters_per_sample=reply["iters_per_sample"],
                    warmup_calls=suite.timing.warmup, how=reply.get("how", ""), knobs=reply.get("knobs", {}),

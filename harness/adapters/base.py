@@ -148,8 +148,9 @@ class Adapter(ABC):
     def configure_threads(self, threads: int) -> dict:
         """Use `threads` CPU threads from now on, in this process (a `bench run` worker, where the
         BLAS and OpenMP environment variables are already set); return the counts the framework
-        reports back, so that the setting is verified, not assumed."""
-        return {}
+        reports back, so that the setting is verified, not assumed: key "threads" is the number
+        of threads the framework says its computations will use (None when it cannot tell)."""
+        return {"threads": None}
 
     def unavailable_reason(self, device: str, dtype: str, mode: str) -> str | None:
         """Why this device, dtype and mode cannot run here, or None when they can."""

@@ -106,8 +106,10 @@ class ReferenceAdapter(Adapter):
     def configure_threads(self, threads: int) -> dict:
         # NumPy's BLAS reads its thread count from the environment when it loads: a worker sets
         # OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before importing NumPy; this reports what it has.
-        applied = {"OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
+        env = os.environ.get("OPENBLAS_NUM_THREADS")
         blas = _openblas_threads()
+        applied = {"threads": blas if blas is not None else (int(env) if env and env.isdigit() else None),
+                   "OPENBLAS_NUM_THREADS": env}
         if blas is not None:
             applied["openblas_get_num_threads"] = blas
         return applied

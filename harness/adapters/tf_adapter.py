@@ -622,10 +622,11 @@ class TensorFlowAdapter(Adapter):
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError as e:  # the runtime already started: report what it has
-            return {"error": str(e),
+            return {"error": str(e), "threads": tf.config.threading.get_intra_op_parallelism_threads() or None,
                     "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                     "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
-        return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+        intra = tf.config.threading.get_intra_op_parallelism_threads()
+        return {"threads": intra, "intra_op": intra,
                 "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
     def unavailable_reason(self, device, dtype, mode):

@@ -314,7 +314,7 @@ class TorchAdapter(Adapter):
     def configure_threads(self, threads: int) -> dict:
         torch = _torch()
         torch.set_num_threads(threads)
-        return {"torch.get_num_threads": torch.get_num_threads(),
+        return {"threads": torch.get_num_threads(), "torch.get_num_threads": torch.get_num_threads(),
                 "torch.get_num_interop_threads": torch.get_num_interop_threads()}
 
     def unavailable_reason(self, device, dtype, mode):

@@ -25,7 +25,7 @@ def make_cell(framework="torch", status="ok", samples=(0.010, 0.012, 0.011, 0.01
             "batch_size": batch_size, "phase": "forward", "threads": 2}
     doc = {
         "cell": cell, "status": status, "reason": "" if status == "ok" else f"it was {status}",
-        "stderr_tail": "", "verified": status == "ok" or None,
+        "stderr_tail": "", "verified": status == "ok" or None, "threads_verified": status == "ok" or None,
         "check": {"status": "pass", "worst_normwise": 3e-7, "first_divergence": None} if status == "ok" else None,
         "samples_s": list(samples) if status == "ok" else [], "iters_per_sample": 10 if status == "ok" else None,
         "first_call_s": 0.5 if status == "ok" else None, "warmup_calls": 3, "how": "direct",

@@ -316,6 +316,7 @@ def test_threads_are_applied_in_each_worker(smoke_run):
             assert applied["openblas_get_num_threads"] == threads, (key, applied)
         else:
             assert applied["OPENBLAS_NUM_THREADS"] == str(threads), (key, applied)
+        assert doc["threads_verified"] is True, (key, applied)
 
 
 def test_results_load_has_one_row_per_cell(smoke_run):
