@@ -49,6 +49,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+def _num(value, fmt: str) -> str:
+    return "-" if value is None or value != value else format(value, fmt)  # None or NaN -> '-'
+
+
 def _si(n: float) -> str:
     """27, 14.2k, 5.67M: a count a person reads at a glance."""
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -134,10 +138,6 @@ def _validate(values: tuple[str, ...], valid: list[str], what: str) -> None:
     bad = [v for v in values if v not in valid]
     if bad:
         raise click.UsageError(f"unknown {what} {', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
-
-
-def _fmt_err(x: float) -> str:
-    return "-" if x != x else f"{x:.1e}"  # NaN -> '-'
 
 
 @cli.command("check")
@@ -230,8 +230,8 @@ _CELL_HEADER = (f"{'model':<20} {'framework':<11} {'device':<7} {'dtype':<8} {'m
 def _print_cell(r, verbose: bool) -> None:
     worst = r.worst
     worst_name = worst.tensor if worst else "-"
-    normwise = _fmt_err(worst.normwise) if worst else "-"
-    determ = {True: "bitwise", False: _fmt_err(r.nondeterminism), None: "-"}[r.deterministic]
+    normwise = _num(worst.normwise, ".1e") if worst else "-"
+    determ = {True: "bitwise", False: _num(r.nondeterminism, ".1e"), None: "-"}[r.deterministic]
     color = {"pass": "green", "fail": "red", "error": "red", "skip": "yellow"}[r.status]
     status = click.style(f"{r.status:<6}", fg=color)
     tail = r.first_divergence or ""
@@ -243,8 +243,8 @@ def _print_cell(r, verbose: bool) -> None:
     for t in shown:
         mark = "ok  " if t.passed else "FAIL"
         note = f"  {t.note}" if t.note else ""
-        click.echo(f"      {mark} {t.tensor:<28} shape {str(t.shape):<16} max|a-b| {_fmt_err(t.max_abs):>8} "
-                   f"(atol {_fmt_err(t.atol)} + rtol {t.rtol:g}*|b|)  normwise {_fmt_err(t.normwise):>8} "
+        click.echo(f"      {mark} {t.tensor:<28} shape {str(t.shape):<16} max|a-b| {_num(t.max_abs, '.1e'):>8} "
+                   f"(atol {_num(t.atol, '.1e')} + rtol {t.rtol:g}*|b|)  normwise {_num(t.normwise, '.1e'):>8} "
                    f"(<= {t.normwise_tol:g}){note}")
 
 
@@ -341,10 +341,6 @@ def _is(value, wanted: bool) -> bool:
     import pandas as pd
 
     return value is not None and value is not pd.NA and bool(value) == wanted
-
-
-def _num(value, fmt: str) -> str:
-    return "-" if value is None or value != value else format(value, fmt)  # NaN -> '-'
 
 
 def _summary_table(run_dir) -> str:

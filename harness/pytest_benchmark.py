@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import results
+from .stats import summarize
 
 __all__ = ["to_pytest_benchmark", "export_run"]
 
@@ -20,22 +21,21 @@ _FORMAT_VERSION = "5.1.0"  # the pytest-benchmark JSON layout written here
 
 
 def _stats(samples: list[float], iterations: int) -> dict:
+    """pytest-benchmark's 'stats' block: fwbench's statistics, plus its outlier counts."""
+    stats = summarize(samples)
     data = np.asarray(samples, dtype=np.float64)
-    q1, median, q3 = (float(v) for v in np.percentile(data, [25, 50, 75]))
-    iqr = q3 - q1
-    mean = float(data.mean())
-    stddev = float(data.std(ddof=1)) if len(data) > 1 else 0.0
-    inside = data[(data >= q1 - 1.5 * iqr) & (data <= q3 + 1.5 * iqr)]
+    low, high = stats.q1 - 1.5 * stats.iqr, stats.q3 + 1.5 * stats.iqr
+    inside = data[(data >= low) & (data <= high)]
     iqr_outliers = int(len(data) - len(inside))
-    stddev_outliers = int(np.sum((data < mean - stddev) | (data > mean + stddev)))
+    stddev_outliers = int(np.sum(np.abs(data - stats.mean) > stats.stdev))
     return {
-        "min": float(data.min()), "max": float(data.max()), "mean": mean, "stddev": stddev,
-        "rounds": int(len(data)), "median": median, "iqr": iqr, "q1": q1, "q3": q3,
+        "min": stats.min, "max": stats.max, "mean": stats.mean, "stddev": stats.stdev, "rounds": stats.n,
+        "median": stats.median, "iqr": stats.iqr, "q1": stats.q1, "q3": stats.q3,
         "iqr_outliers": iqr_outliers, "stddev_outliers": stddev_outliers,
         "outliers": f"{stddev_outliers};{iqr_outliers}",
-        "ld15iqr": float(inside.min()) if len(inside) else float(data.min()),
-        "hd15iqr": float(inside.max()) if len(inside) else float(data.max()),
-        "ops": 1.0 / mean if mean > 0 else 0.0, "total": float(data.sum()) * iterations,
+        "ld15iqr": float(inside.min()) if len(inside) else stats.min,
+        "hd15iqr": float(inside.max()) if len(inside) else stats.max,
+        "ops": 1.0 / stats.mean if stats.mean > 0 else 0.0, "total": float(data.sum()) * iterations,
         "data": [float(v) for v in data], "iterations": int(iterations),
     }
 

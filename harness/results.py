@@ -468,9 +468,11 @@ def _row(run_id: str, key: str, doc: Mapping, peaks: Mapping, raw: bool) -> dict
                threads_verified=doc.get("threads_verified"),
                check_status=check.get("status"), worst_normwise=_float(check.get("worst_normwise")),
                first_divergence=check.get("first_divergence"))
+    # NOTE: lazily, so that writing results never needs harness.stats
+    from harness.stats import summarize, throughput
+
     samples = doc.get("samples_s") or []
     if doc["status"] == "ok" and samples:
-        from harness.stats import summarize  # NOTE: lazily, so that writing results never needs it
 
         stats = summarize(samples)
         row.update({column: getattr(stats, name) for name, column in _STAT_COLUMNS.items()})
@@ -479,7 +481,7 @@ def _row(run_id: str, key: str, doc: Mapping, peaks: Mapping, raw: bool) -> dict
     median = _float(row["median_s"])
     flops = _float(doc.get("flops"))
     batch = cell.get("batch_size")
-    row["samples_per_s"] = batch / median if batch is not None and median > 0 else math.nan
+    row["samples_per_s"] = throughput(batch, median) if batch and median > 0 else math.nan
     row["flops"] = flops
     row["gflops_per_s"] = flops / median / 1e9 if median > 0 else math.nan
     peak = _float(_peak_for(str(cell.get("device")), peaks))

@@ -106,10 +106,6 @@ class Sequential:
         # The layers the loss sees: without the final activation when the loss takes logits.
         self._train_layers = self._plan[:-1] if self._fused else self._plan
 
-    @classmethod
-    def from_spec(cls, spec: ModelSpec, weights: dict[str, np.ndarray]) -> Sequential:
-        return cls(spec, weights)
-
     # -- parameters -------------------------------------------------------------------------
 
     def parameters(self) -> dict[str, np.ndarray]:

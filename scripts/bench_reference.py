@@ -9,7 +9,9 @@ alike. Before each timed call the script idles (--gap-ms) and makes one untimed 
 and OpenMP's worker threads spin for a while after their work, and without the gap each library
 ran up to 2x slower while the other's threads still spun. The ratio is median(reference) / median(torch)
 for each phase, with a bootstrap 95% interval of that ratio; < 1 means the reference is faster.
-Before timing, the torch loss and gradients are checked against the reference's.
+Both models come from fwbench's adapters (the `reference` and `torch` ones `bench run` uses) and
+are timed through their timing phases; before timing, the torch loss is checked against the
+reference's.
 """
 
 from __future__ import annotations
@@ -36,17 +38,18 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-if __name__ == "__main__":
-    # Thread pools read these when they start, so they are set before NumPy or torch is imported.
-    # (Imported as a module, by the pytest benchmarks, the script sets nothing.)
-    ARGS = _parse()
-    for var in _THREADS_ENV:
-        os.environ[var] = str(ARGS.threads)
+# Thread pools read these when they start, so they are set before NumPy or torch is imported.
+ARGS = _parse()
+for var in _THREADS_ENV:
+    os.environ[var] = str(ARGS.threads)
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import reference_impl as ri  # noqa: E402
+from harness.adapters.reference import ReferenceAdapter  # noqa: E402
+from harness.adapters.torch_adapter import TorchAdapter  # noqa: E402
+from harness.stats import ratio_ci  # noqa: E402
 
 try:
     import torch
@@ -54,96 +57,35 @@ except ImportError:
     sys.exit("bench_reference.py needs PyTorch: pip install -e '.[torch]' (see README)")
 
 
-def torch_model(spec: ri.ModelSpec, weights: dict[str, np.ndarray]):
-    """The same network in torch.nn, with the same weights (dense weights transposed to (out, in))."""
-    nn = torch.nn
-    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
-    mods = []
-    for layer, in_shape, _ in spec.layer_shapes():
-        if layer.kind == "dense":
-            m = nn.Linear(in_shape[0], layer.out_features, bias=layer.use_bias)
-            m.weight.data = torch.from_numpy(weights[f"{layer.name}.weight"].T.copy())
-        elif layer.kind == "conv2d":
-            padding = 0 if layer.padding == "valid" else layer.padding
-            m = nn.Conv2d(in_shape[0], layer.out_channels, layer.kernel_size, layer.stride,
-                          padding, bias=layer.use_bias)
-            m.weight.data = torch.from_numpy(weights[f"{layer.name}.weight"].copy())
-        elif layer.kind == "max_pool2d":
-            if isinstance(layer.padding, str) and layer.padding != "valid":
-                raise SystemExit(f"{spec.name}: this script handles numeric pooling padding only")
-            m = nn.MaxPool2d(layer.kernel_size, layer.stride, 0 if layer.padding == "valid" else layer.padding)
-        elif layer.kind == "flatten":
-            m = nn.Flatten()
-        else:
-            m = acts[layer.kind]()
-        if layer.use_bias and layer.has_params:
-            m.bias.data = torch.from_numpy(weights[f"{layer.name}.bias"].copy())
-        mods.append(m)
-        # A final softmax is folded into the loss (cross_entropy takes logits), as in the reference.
-        if layer.activation and not (layer is spec.layers[-1] and layer.activation == "softmax"):
-            mods.append(acts[layer.activation]())
-    return nn.Sequential(*mods)
-
-
-def _bootstrap_ratio(a: np.ndarray, b: np.ndarray, rng, reps: int = 2000) -> tuple[float, float]:
-    ia = rng.integers(0, len(a), (reps, len(a)))
-    ib = rng.integers(0, len(b), (reps, len(b)))
-    ratios = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
-    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
-
-
-def _callables(spec: ri.ModelSpec, batch: int):
-    """(reference forward, torch forward, reference fwd+bwd, torch fwd+bwd), checked to agree."""
-    weights = ri.init_weights(spec, seed=0, dtype=np.float32)
-    x, y = ri.random_batch(spec, batch, seed=1)
-    ref = ri.build(spec, weights)
-    tm = torch_model(spec, weights)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    F = torch.nn.functional
-    loss_fn = {
-        "sparse_categorical_crossentropy": F.cross_entropy,
-        "binary_crossentropy": F.binary_cross_entropy_with_logits,
-        "mse": F.mse_loss,
-    }[spec.loss]
-
-    def torch_fb():
-        for p in tm.parameters():
-            p.grad = None
-        loss = loss_fn(tm(tx), ty)
-        loss.backward()
-        return loss
-
-    def torch_fwd():
-        with torch.no_grad():
-            return tm(tx)
-
-    def ref_fb():
-        return ref.loss_and_grads(x, y)
-
-    def ref_fwd():
-        return ref.forward(x)
-
+def _phases(spec: ri.ModelSpec, batch: int):
+    """{phase: (reference Phase, torch Phase)} for forward and forward+backward, checked to agree."""
+    weights = ri.init_weights(spec, seed=0, dtype=np.float64)  # each adapter rounds them to float32
+    x, y = ri.random_batch(spec, batch, seed=1, dtype=np.float64)
+    ref = ReferenceAdapter().build(spec, weights, dtype="float32")
+    tm = TorchAdapter().build(spec, weights, dtype="float32")
     # The two must compute the same thing before their times mean anything.
-    loss, grads = ref_fb()
-    tloss = float(torch_fb().detach())
-    if not np.isclose(float(loss), tloss, rtol=1e-4):
+    loss, tloss = ref.loss_and_grads(x, y)[0], tm.loss_and_grads(x, y)[0]
+    if not np.isclose(loss, tloss, rtol=1e-4):
         raise SystemExit(f"{spec.name}: reference loss {loss} != torch loss {tloss}")
-    return ref_fwd, torch_fwd, ref_fb, torch_fb
+    return {label: (ref.timing_phase(phase, x, y), tm.timing_phase(phase, x, y))
+            for label, phase in (("forward", "forward"), ("forward+backward", "forward_backward"))}
 
 
 def _time_interleaved(fr, ft) -> tuple[np.ndarray, np.ndarray]:
     for _ in range(ARGS.warmup):
-        fr()
-        ft()
+        fr.run()
+        ft.run()
     tr: list[float] = []
     tt: list[float] = []
     gap = ARGS.gap_ms / 1e3
     for _ in range(ARGS.rounds):
-        for fn, times in ((fr, tr), (ft, tt)):
+        for phase, times in ((fr, tr), (ft, tt)):
             time.sleep(gap)
-            fn()  # wakes this library's worker threads; not timed
+            phase.run()  # wakes this library's worker threads; not timed
+            phase.sync()
             t0 = time.perf_counter()
-            fn()
+            phase.run()
+            phase.sync()
             times.append(time.perf_counter() - t0)
     return np.array(tr) * 1e3, np.array(tt) * 1e3
 
@@ -157,15 +99,12 @@ def main() -> None:
           f"{ARGS.rounds} interleaved rounds after {ARGS.warmup} warm-up calls, gap {ARGS.gap_ms:g} ms\n")
     print(f"{'model':<12} {'batch':>5} {'phase':<17} {'reference ms':>12} {'torch ms':>9} "
           f"{'ref/torch':>9}  95% CI")
-    rng = np.random.default_rng(0)
     for name in ARGS.models:
         spec = ri.models.get(name)
         for batch in batches:
-            ref_fwd, torch_fwd, ref_fb, torch_fb = _callables(spec, batch)
-            for phase, fr, ft in (("forward", ref_fwd, torch_fwd), ("forward+backward", ref_fb, torch_fb)):
+            for phase, (fr, ft) in _phases(spec, batch).items():
                 tr, tt = _time_interleaved(fr, ft)
-                lo, hi = _bootstrap_ratio(tr, tt, rng)
-                ratio = np.median(tr) / np.median(tt)
+                ratio, lo, hi = ratio_ci(tr, tt)
                 print(f"{name:<12} {batch:>5} {phase:<17} {np.median(tr):>12.2f} "
                       f"{np.median(tt):>9.2f} {ratio:>9.2f}  [{lo:.2f}, {hi:.2f}]", flush=True)
 
