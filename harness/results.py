@@ -58,6 +58,7 @@ __all__ = [
     "ResultsError",
     "new_run_id",
     "atomic_write_json",
+    "atomic_write_bytes",
     "read_json",
     "refuse_newer",
     "write_run",
@@ -66,7 +67,10 @@ __all__ = [
     "write_cell",
     "finished_cells",
     "load",
+    "CHECK_COLUMNS",
+    "load_checks",
     "write_table",
+    "flag",
 ]
 
 SCHEMA_VERSION = 1
@@ -233,6 +237,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write data to path atomically (see atomic_write_json), creating the folder: for reports and plots."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -240,8 +250,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -434,6 +444,59 @@ def load(run_dir: str | os.PathLike, raw: bool = False) -> pd.DataFrame:
     return _phase_sums(df.astype(_COLUMN_DTYPES))
 
 
+# The columns of load_checks(), in order, with their pandas dtypes.
+_CHECK_DTYPES: dict[str, str] = {
+    "run_id": "object", "model": "object", "framework": "object", "device": "object", "dtype": "object",
+    "mode": "object", "check_status": "object", "first_divergence": "object", "tensor": "object",
+    "stage": "object", "layer": "object", "shape": "object", "max_abs": "float64", "normwise": "float64",
+    "atol": "float64", "rtol": "float64", "normwise_tol": "float64", "passed": "boolean", "note": "object",
+}
+CHECK_COLUMNS = tuple(_CHECK_DTYPES)
+
+
+def load_checks(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The equivalence checks of a run, one row per tensor checked: what the equivalence plot draws.
+
+    A check belongs to a model in one framework, device, dtype and mode, whatever the batch size
+    and phase timed (it runs at its own batch, harness.checks.CHECK_BATCH), so each is listed once
+    even though every cell of it stores a copy. Columns (CHECK_COLUMNS): run_id, model, framework,
+    device, dtype, mode, check_status ('pass', 'fail', 'skip', 'error'), first_divergence, and per
+    tensor: tensor ('output', 'loss', 'layer:conv1', 'grad:conv1.weight', 'sgd:fc1.bias', ...),
+    stage ('forward', 'gradient', 'update'), layer, shape (a tuple), max_abs, normwise (||a-b|| /
+    ||b|| against the float64 reference), atol, rtol, normwise_tol (the tolerance it was held to),
+    passed, note. Cells run without verification contribute nothing.
+
+    Example::
+
+        >>> checks = results.load_checks("results/20261123-184512-quick")
+        >>> checks[~checks.passed][["model", "framework", "tensor", "normwise", "normwise_tol"]]
+    """
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    read_run(run_dir)  # the folder must be a run
+    rows, seen = [], set()
+    for doc in finished_cells(run_dir).values():
+        check, cell = doc.get("check"), doc["cell"]
+        if not check:
+            continue
+        which = tuple(cell.get(name) for name in ("model", "framework", "device", "dtype", "mode"))
+        if which in seen:
+            continue
+        seen.add(which)
+        for t in check.get("tensors") or []:
+            rows.append({
+                "run_id": run_dir.name, **dict(zip(("model", "framework", "device", "dtype", "mode"), which,
+                                                   strict=True)),
+                "check_status": check.get("status"), "first_divergence": check.get("first_divergence"),
+                "tensor": t.get("tensor"), "stage": t.get("stage"), "layer": t.get("layer"),
+                "shape": tuple(t.get("shape") or ()), "max_abs": _float(t.get("max_abs")),
+                "normwise": _float(t.get("normwise")), "atol": _float(t.get("atol")), "rtol": _float(t.get("rtol")),
+                "normwise_tol": _float(t.get("normwise_tol")), "passed": t.get("passed"), "note": t.get("note", ""),
+            })
+    return pd.DataFrame(rows, columns=list(CHECK_COLUMNS)).astype(_CHECK_DTYPES)
+
+
 PHASE_SUM_TOLERANCE = 0.25
 
 
@@ -492,6 +555,19 @@ def _row(run_id: str, key: str, doc: Mapping, peaks: Mapping, raw: bool) -> dict
     if raw:
         row.update(samples_s=list(samples), threads_applied=doc.get("threads_applied"), knobs=doc.get("knobs"))
     return row
+
+
+def flag(value: Any) -> bool | None:
+    """A flag column's value (pandas nullable boolean) as True, False, or None for <NA> / missing."""
+    if value is None or value is _pd_na() or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return bool(value)
+
+
+def _pd_na() -> Any:
+    import pandas as pd
+
+    return pd.NA
 
 
 def _float(value: Any) -> float:

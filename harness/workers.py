@@ -255,7 +255,9 @@ class _Session:
                     self.verdicts[key] = {"status": result.status, "first_divergence": result.first_divergence,
                                           "worst_tensor": worst.tensor if worst else None,
                                           "worst_normwise": worst.normwise if worst else None,
-                                          "reason": result.reason}
+                                          "reason": result.reason,
+                                          # every tensor, for the report's equivalence plot
+                                          "tensors": result.to_dict()["tensors"]}
                 check = self.verdicts[key]
             x, y = ri.random_batch(spec, cell["batch_size"], seed + 100, np.float64)
             phase = self.model.timing_phase(cell["phase"], x, y)
