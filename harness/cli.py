@@ -44,6 +44,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
       bench check                            every model, framework, dtype and mode here
       bench check mnist_cnn --framework torch --dtype float32 --mode eager
       bench check lenet5 --format json       per-tensor errors, for scripts
+      bench run quick                        time every model, write results/<run-id>/ and its report
+      bench report results/<run-id>          the report again (HTML, Markdown, plots)
+      bench compare results/<a> results/<b>  regressions between two runs; exit 1 on one
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -336,13 +339,6 @@ def _cell_outcome(record: dict) -> str:
     return f"median {median * 1e3:.3f} ms over {len(samples)} samples{verified}"
 
 
-def _is(value, wanted: bool) -> bool:
-    """value == wanted for a pandas nullable boolean, where <NA> is neither."""
-    import pandas as pd
-
-    return value is not None and value is not pd.NA and bool(value) == wanted
-
-
 def _summary_table(run_dir) -> str:
     """The end-of-run table: one line per cell that ran, fastest first within each workload."""
     from . import results
@@ -365,13 +361,13 @@ def _summary_table(run_dir) -> str:
         best = g["median_s"].min()
         for _, r in g.sort_values("median_s").iterrows():
             flags = []
-            if _is(r.get("noisy"), True):
+            if results.flag(r.get("noisy")) is True:
                 flags.append("noisy")
-            if _is(r.get("verified"), False):
+            if results.flag(r.get("verified")) is False:
                 flags.append("UNVERIFIED")
-            if _is(r.get("threads_verified"), False):
+            if results.flag(r.get("threads_verified")) is False:
                 flags.append("THREADS")
-            if _is(r.get("phase_sum_flag"), True):
+            if results.flag(r.get("phase_sum_flag")) is True:
                 flags.append(f"fwd+bwd={r['phase_sum_ratio']:.2f}x fb")
             lines.append(
                 f"{r['model']:<20} {r['batch_size']:>5} {r['phase']:<16} {r['framework']:<11} {r['mode']:<9} "
@@ -396,7 +392,9 @@ def _summary_table(run_dir) -> str:
               help="Where run folders are created.")
 @click.option("--export-pytest-benchmark", "export", type=click.Path(dir_okay=False), default=None,
               help="Also write the run in pytest-benchmark's JSON format to this file.")
-def run_cmd(suite, resume, results_dir, export) -> None:
+@click.option("--report/--no-report", "with_report", default=True, show_default=True,
+              help="Write report.html, report.md and the plots into the run folder at the end.")
+def run_cmd(suite, resume, results_dir, export, with_report) -> None:
     """Time a suite: every cell in a worker process per framework, rounds interleaved.
 
     SUITE is a name from suites/ (quick, default, threads, gpu, smoke) or a path to a .toml file.
@@ -409,6 +407,7 @@ def run_cmd(suite, resume, results_dir, export) -> None:
       bench run quick
       bench run suites/threads.toml --results-dir /tmp/results
       bench run --resume results/20261123-184512-quick
+      bench run smoke --no-report
     """
     from . import results, runner, suites
 
@@ -442,10 +441,114 @@ def run_cmd(suite, resume, results_dir, export) -> None:
 
         export_run(run_dir, export)
         click.echo(f"pytest-benchmark JSON: {export}")
+    if with_report:
+        _write_report(run_dir)
     df = results.load(run_dir)
     failed = bool(df["status"].isin(["error", "crashed", "timeout", "oom"]).any())
-    unverified = any(_is(v, False) for v in df["verified"])
+    unverified = any(results.flag(v) is False for v in df["verified"])
     if failed or unverified:
+        sys.exit(1)
+
+
+def _write_report(run_dir) -> bool:
+    """Write the report of a finished run; a failure is printed, never fatal: the results are safe."""
+    from . import report
+
+    try:
+        paths = report.write(run_dir)
+    except Exception as e:  # a plotting bug must not cost the run its exit status or its results
+        click.echo(click.style(f"the report could not be written: {type(e).__name__}: {e}; the results are "
+                               f"complete: retry with `bench report {run_dir}` (--debug shows the traceback)",
+                               fg="red"), err=True)
+        return False
+    html = next(p for p in paths if p.name == report.REPORT_HTML)
+    figures = sum(p.suffix == ".png" for p in paths)
+    click.echo(f"report: {html} (and {report.REPORT_MD}, {figures} plots as PNG and SVG in "
+               f"{html.parent / report.PLOTS_DIR})")
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# bench report, bench compare
+
+
+@cli.command("report")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the plots (matplotlib).")
+def report_cmd(run, plots) -> None:
+    """Write a run's report: report.html (self-contained), report.md and plots/ (PNG and SVG).
+
+    RUN is a run folder written by `bench run`. The summary comes first: for each model, the
+    fastest framework and the others' time relative to it with the 95% CI of the ratio, which
+    differences are not significant, which cells failed, were skipped, are noisy or unverified;
+    then a plot per question, the tables, and the machine. It is also printed here.
+
+    \b
+    Examples:
+      bench report results/20261123-184512-quick
+      bench report results/20261123-184512-quick --no-plots
+    """
+    from . import report, results
+
+    try:
+        summary = report.summarize(run)
+    except results.ResultsError as e:
+        raise click.UsageError(str(e)) from None
+    for line in report.summary_lines(summary):
+        click.echo(line.replace("**", "").replace("`", ""))
+    if plots:
+        if not _write_report(run):
+            sys.exit(1)
+    else:
+        paths = report.write(run, plots=False)
+        click.echo(f"report: {paths[-1]} (and {report.REPORT_MD}; no plots)")
+
+
+@cli.command("compare")
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
+@click.option("--min-effect", default=0.10, show_default=True, type=click.FloatRange(0, 10, max_open=True),
+              help="Smallest change in the median that counts, as a fraction (0.10: 10% slower or faster).")
+@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Significance level of the Mann-Whitney U test on the two cells' samples.")
+@click.option("--force", is_flag=True, help="Compare runs from different machines, versions or settings anyway.")
+@click.option("--relative-to", "relative_to", default=None, metavar="FRAMEWORK",
+              help="Compare each cell's time divided by this framework's in the same round (e.g. reference): "
+                   "cancels a slowdown of the whole machine between the runs.")
+@click.option("--all", "show_all", is_flag=True, help="List every cell compared, not only the changes.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
+              show_default=True, help="markdown: for a pull request or a CI summary.")
+def compare_cmd(run_a, run_b, min_effect, alpha, force, relative_to, show_all, fmt) -> None:
+    """Compare RUN_B with RUN_A (the baseline), cell by cell: what got slower, what got faster.
+
+    For each cell that finished in both: the ratio of medians B / A with its bootstrap 95% CI, and
+    a two-sided Mann-Whitney U test on the two sets of samples. A regression is a cell at least
+    MIN_EFFECT slower with p < ALPHA; an improvement, as much faster (ratio <= 1 / (1 + MIN_EFFECT)).
+    Cells that finished in A and failed in B, or no longer match the reference, are broken.
+    Exit status: 0 no regression, 1 a regression or a broken cell (CI can gate on it), 2 bad input,
+    including runs from different machines, framework versions or speed-changing settings
+    (the differing metadata are named; --force compares them anyway).
+
+    \b
+    Examples:
+      bench compare results/20261123-184512-quick results/20261124-090301-quick
+      bench compare baseline/ candidate/ --min-effect 0.05 --format markdown
+      bench compare results/a results/b --relative-to reference   on a shared, drifting machine
+    """
+    from . import compare
+
+    try:
+        result = compare.compare_runs(run_a, run_b, min_effect=min_effect, alpha=alpha, force=force,
+                                      relative_to=relative_to)
+    except compare.IncomparableRuns as e:
+        raise click.UsageError(str(e)) from None
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif fmt == "markdown":
+        click.echo(compare.markdown(result, show_all=show_all))
+    else:
+        click.echo(compare.text(result, show_all=show_all))
+    if result.failed:
         sys.exit(1)
 
 

@@ -1,0 +1,348 @@
+"""Two runs of the same cells side by side: what got slower, what got faster, and whether to believe it.
+
+For every cell that finished ('ok') in both runs, the ratio of medians B / A with its bootstrap 95%
+CI (harness.stats.ratio_ci) and a two-sided Mann-Whitney U test on the two sets of samples
+(harness.stats.mann_whitney_u). A cell is a regression when B is slower by at least the minimum
+effect (ratio >= 1 + min_effect) and the test says the difference is real (p < alpha); an
+improvement when B is faster by as much, on the same log scale (ratio <= 1 / (1 + min_effect)).
+Both conditions matter: with many samples the test finds differences of 1% that nobody should act
+on, and on a noisy machine a 15% difference between two medians can be chance.
+
+Cells that ran in A but failed in B (error, crashed, timeout, oom), and cells whose equivalence
+check passed in A but not in B, are listed as broken: a gate must not go green because a cell
+stopped producing timings.
+
+Timings of two runs are comparable only on the same machine with the same framework versions and
+the same speed-changing environment; `compare_runs` refuses other pairs (IncomparableRuns, naming
+each field and both values) unless force=True.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import metadata, results, stats
+
+__all__ = ["DEFAULT_MIN_EFFECT", "DEFAULT_ALPHA", "FAILED", "IncomparableRuns", "CellChange", "Broken",
+           "Comparison", "compare_runs", "environment_differences", "text", "markdown"]
+
+DEFAULT_MIN_EFFECT = 0.10
+DEFAULT_ALPHA = 0.05
+# The statuses of a cell that was attempted and failed (skipped is not a failure).
+FAILED = ("error", "crashed", "timeout", "oom")
+
+
+class IncomparableRuns(results.ResultsError):
+    """Two runs whose timings are not comparable (different machine, versions or settings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CellChange:
+    """One cell in both runs. Times in seconds per call; ratio = median B / median A (> 1: B slower)."""
+
+    key: str
+    cell: dict
+    median_a_s: float
+    median_b_s: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str  # how p was computed: 'exact' or 'normal' (harness.stats.MannWhitney.method)
+    n_a: int
+    n_b: int
+    noisy: bool  # either run flagged the cell noisy (CV >= 10% or IQR >= 25% of the median)
+    verdict: str  # 'regression', 'improvement' or 'unchanged'
+    why: str  # for 'unchanged': what it missed; otherwise the evidence
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """A cell that worked in A and does not in B: it failed, or it no longer matches the reference."""
+
+    key: str
+    cell: dict
+    status_a: str
+    status_b: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    run_a: str
+    run_b: str
+    min_effect: float
+    alpha: float
+    changes: list[CellChange]
+    broken: list[Broken]
+    only_a: list[str]  # keys finished in A only (missing, skipped or failed in B and not broken)
+    only_b: list[str]
+    differences: list[tuple[str, Any, Any]]  # (field, value in A, value in B): machine, versions, settings
+    forced: bool
+    notes: list[tuple[str, Any, Any]] = field(default_factory=list)  # differences that do not refuse: commits
+    relative_to: str | None = None  # the control framework, when times are ratios to it (compare_runs)
+
+    @property
+    def regressions(self) -> list[CellChange]:
+        return sorted((c for c in self.changes if c.verdict == "regression"), key=lambda c: -c.ratio)
+
+    @property
+    def improvements(self) -> list[CellChange]:
+        return sorted((c for c in self.changes if c.verdict == "improvement"), key=lambda c: c.ratio)
+
+    @property
+    def failed(self) -> bool:
+        """What a CI gate fails on: a regression that passed both tests, or a broken cell."""
+        return bool(self.regressions or self.broken)
+
+    def to_dict(self) -> dict:
+        return {
+            "run_a": self.run_a, "run_b": self.run_b, "min_effect": self.min_effect, "alpha": self.alpha,
+            "forced": self.forced, "failed": self.failed, "relative_to": self.relative_to,
+            "differences": [{"field": f, "a": a, "b": b} for f, a, b in self.differences],
+            "notes": [{"field": f, "a": a, "b": b} for f, a, b in self.notes],
+            "regressions": [c.key for c in self.regressions],
+            "improvements": [c.key for c in self.improvements],
+            "broken": [b.to_dict() for b in self.broken],
+            "only_a": self.only_a, "only_b": self.only_b,
+            "cells": [c.to_dict() for c in self.changes],
+        }
+
+
+def environment_differences(run_a: dict, run_b: dict) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """(what makes the runs' timings incomparable, what differs without mattering to timings).
+
+    The first list holds metadata.COMPARED_FIELDS (CPU, cores, GPUs, BLAS, framework versions) and
+    every speed-changing environment variable (metadata.THREAD_ENV_VARS: thread counts, oneDNN, XLA
+    flags, TF32) that differ; the second, the git commits of fwbench and the host names.
+    """
+    env_a, env_b = run_a.get("environment") or {}, run_b.get("environment") or {}
+    refusing = [(f, _lookup(env_a, f), _lookup(env_b, f)) for f in metadata.same_machine(env_a, env_b)]
+    threads_a, threads_b = env_a.get("thread_env") or {}, env_b.get("thread_env") or {}
+    for name in metadata.THREAD_ENV_VARS:
+        if name in threads_a and name in threads_b and threads_a[name] != threads_b[name]:
+            refusing.append((f"thread_env.{name}", threads_a[name], threads_b[name]))
+    informing = []
+    for dotted in ("git.commit", "git.dirty", "hostname", "fwbench"):
+        a, b = _lookup(env_a, dotted), _lookup(env_b, dotted)
+        if a != b:
+            informing.append((dotted, a, b))
+    return refusing, informing
+
+
+def _lookup(env: dict, dotted: str) -> Any:
+    value: Any = env
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effect: float = DEFAULT_MIN_EFFECT,
+                 alpha: float = DEFAULT_ALPHA, force: bool = False, relative_to: str | None = None) -> Comparison:
+    """Compare run B with run A (the baseline), cell by cell. See the module docstring.
+
+    With relative_to (a framework both runs timed, e.g. 'reference'), each cell's time is divided,
+    sample by sample, by the time of that framework's cell of the same workload in the same
+    round, and those ratios are compared instead of seconds: a slowdown of the whole machine
+    between the runs (another tenant, a slower host, thermal limits) cancels out, and what is left
+    is the framework's own change. The control framework's own cells are not compared.
+
+    Raises IncomparableRuns when the runs' machines, versions or settings differ and not force;
+    ValueError for a min_effect or alpha out of range; results.ResultsError for a folder that is
+    not a run.
+    """
+    if not 0 <= min_effect < 10:
+        raise ValueError(f"min_effect must be a fraction between 0 and 10, got {min_effect}: e.g. 0.10 for 10%")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}: e.g. 0.05")
+    doc_a, doc_b = results.read_run(run_a), results.read_run(run_b)
+    refusing, informing = environment_differences(doc_a, doc_b)
+    if refusing and not force:
+        lines = "\n".join(f"  {f}: {a!r} in A, {b!r} in B" for f, a, b in refusing)
+        raise IncomparableRuns(f"{run_a} and {run_b} were measured on different machines, framework versions "
+                               f"or settings, so their timings are not comparable:\n{lines}\n"
+                               "compare them anyway with --force (the differences are printed with the result)")
+    a = results.load(run_a, raw=True).set_index("key", drop=False)
+    b = results.load(run_b, raw=True).set_index("key", drop=False)
+    if relative_to is not None:
+        for name, df in (("A", a), ("B", b)):
+            if not ((df["framework"] == relative_to) & (df["status"] == "ok")).any():
+                found = ", ".join(sorted(df["framework"].unique())) or "none"
+                raise ValueError(f"--relative-to {relative_to!r}: run {name} has no finished cell of that framework; "
+                                 f"its frameworks: {found}")
+        a, b = _relative(a, relative_to), _relative(b, relative_to)
+    changes, broken = [], []
+    for key in a.index.intersection(b.index):
+        ra, rb = a.loc[key], b.loc[key]
+        cell = {name: _plain(ra[name]) for name in results.CELL_FIELDS}
+        if ra["status"] == "ok" and rb["status"] in FAILED:
+            broken.append(Broken(key, cell, "ok", rb["status"], str(rb["reason"])))
+            continue
+        no_longer_verified = results.flag(ra["verified"]) is True and results.flag(rb["verified"]) is False
+        if ra["status"] == "ok" and rb["status"] == "ok" and no_longer_verified:
+            broken.append(Broken(key, cell, "ok", "unverified",
+                                 f"no longer matches the reference: first divergence {rb['first_divergence']}"))
+            continue
+        if ra["status"] == "ok" and rb["status"] == "ok" and ra["samples_s"] and rb["samples_s"]:
+            changes.append(_change(key, cell, ra, rb, min_effect, alpha))
+    ok_a = set(a.index[a["status"] == "ok"])
+    ok_b = set(b.index[b["status"] == "ok"])
+    compared = {c.key for c in changes} | {x.key for x in broken}
+    return Comparison(
+        run_a=str(run_a), run_b=str(run_b), min_effect=min_effect, alpha=alpha,
+        changes=sorted(changes, key=lambda c: c.key), broken=sorted(broken, key=lambda x: x.key),
+        only_a=sorted(ok_a - compared), only_b=sorted(ok_b - compared),
+        differences=refusing, forced=force and bool(refusing), notes=informing, relative_to=relative_to)
+
+
+_WORKLOAD = ["model", "device", "dtype", "batch_size", "phase", "threads"]
+
+
+def _relative(df, control: str):
+    """df without the control framework's cells, every other ok cell's samples divided by the
+    control's sample of the same round (the i-th sample of two cells of one workload come from
+    the same interleaved round), its median the median of those ratios. A cell whose workload the
+    control did not finish, or whose sample count differs from the control's, becomes 'skipped'."""
+    df = df.copy()
+    ok = df[(df["framework"] == control) & (df["status"] == "ok")]
+    controls: dict[tuple, list] = {}
+    # the control's eager cell when it has several modes
+    for _, r in ok.assign(_other=ok["mode"] != "eager").sort_values("_other", kind="stable").iterrows():
+        controls.setdefault(tuple(r[c] for c in _WORKLOAD), list(r["samples_s"]))
+    for key, row in df.iterrows():
+        if row["framework"] == control or row["status"] != "ok":
+            continue
+        base = controls.get(tuple(row[c] for c in _WORKLOAD))
+        samples = list(row["samples_s"])
+        if base is None or len(base) != len(samples):
+            why = "no finished cell" if base is None else f"{len(base)} samples against {len(samples)}"
+            df.at[key, "status"] = "skipped"
+            df.at[key, "reason"] = f"not compared relative to {control}: {why} of {control} for this workload"
+            continue
+        ratios = [x / y for x, y in zip(samples, base, strict=True) if y > 0]
+        df.at[key, "samples_s"] = ratios
+        df.at[key, "median_s"] = float(np.median(ratios))
+    return df[df["framework"] != control]
+
+
+def _change(key: str, cell: dict, ra, rb, min_effect: float, alpha: float) -> CellChange:
+    samples_a, samples_b = list(ra["samples_s"]), list(rb["samples_s"])
+    ratio, low, high = stats.ratio_ci(samples_b, samples_a)
+    test = stats.mann_whitney_u(samples_b, samples_a)
+    slower, faster = ratio >= 1 + min_effect, ratio <= 1 / (1 + min_effect)
+    significant = test.p < alpha
+    if significant and slower:
+        verdict, why = "regression", f"{ratio - 1:+.0%}, p={test.p:.2g}"
+    elif significant and faster:
+        verdict, why = "improvement", f"{ratio - 1:+.0%}, p={test.p:.2g}"
+    elif slower or faster:
+        verdict, why = "unchanged", f"{ratio - 1:+.0%} but not significant (p={test.p:.2g} >= {alpha:g})"
+    else:
+        verdict, why = "unchanged", f"{ratio - 1:+.1%}, within the minimum effect of {min_effect:.0%}"
+    return CellChange(key=key, cell=cell, median_a_s=float(ra["median_s"]), median_b_s=float(rb["median_s"]),
+                      ratio=ratio, ci_low=low, ci_high=high, p_value=test.p, test=test.method,
+                      n_a=len(samples_a), n_b=len(samples_b),
+                      noisy=bool(results.flag(ra["noisy"]) or results.flag(rb["noisy"])),
+                      verdict=verdict, why=why)
+
+
+def _plain(value: Any) -> Any:
+    """A pandas scalar as a plain Python value (Int64 -> int), for JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
+# ------------------------------------------------------------------------------------------------
+# presenting
+
+
+def _fmt_time(seconds: float) -> str:
+    from .report import fmt_time
+
+    return fmt_time(seconds)
+
+
+def _verdict_line(c: Comparison) -> str:
+    near = sum(1 for x in c.changes if x.verdict == "unchanged" and "not significant" in x.why)
+    parts = [f"{len(c.changes)} cells compared (min effect {c.min_effect:.0%}, alpha {c.alpha:g})",
+             f"{len(c.regressions)} regression{'s' * (len(c.regressions) != 1)}",
+             f"{len(c.improvements)} improvement{'s' * (len(c.improvements) != 1)}",
+             f"{len(c.broken)} broken",
+             f"{len(c.changes) - len(c.regressions) - len(c.improvements)} unchanged"
+             + (f" ({near} moved by the minimum effect but not significantly)" if near else "")]
+    return ": ".join(parts[:1]) + ": " + ", ".join(parts[1:])
+
+
+def _rows(changes: list[CellChange], relative: bool = False) -> list[list[str]]:
+    value = (lambda v: f"{v:.3f}x") if relative else _fmt_time
+    return [[x.key, value(x.median_a_s), value(x.median_b_s), f"{x.ratio:.3f}",
+             f"[{x.ci_low:.3f}, {x.ci_high:.3f}]", f"{x.p_value:.2g}", "noisy" if x.noisy else "", x.verdict]
+            for x in changes]
+
+
+_HEADER = ["cell", "A median", "B median", "B/A", "95% CI", "p", "", "verdict"]
+
+
+def _header_lines(c: Comparison) -> list[str]:
+    lines = [f"A (baseline): {c.run_a}", f"B:            {c.run_b}"]
+    if c.relative_to:
+        lines.append(f"times relative to {c.relative_to}'s in the same round (A and B medians are those ratios)")
+    if c.differences:
+        lines.append("compared with --force although these differ:")
+        lines += [f"  {f}: {a!r} in A, {b!r} in B" for f, a, b in c.differences]
+    for f, a, b in c.notes:
+        lines.append(f"{f}: {a} in A, {b} in B")
+    return lines
+
+
+def text(c: Comparison, show_all: bool = False) -> str:
+    """The comparison as `bench compare` prints it: the verdict, then the regressions, improvements
+    and broken cells (every cell with show_all)."""
+    lines = _header_lines(c) + ["", _verdict_line(c)]
+    sections = [("Regressions (B slower)", c.regressions), ("Improvements (B faster)", c.improvements)]
+    if show_all:
+        sections.append(("Every cell", c.changes))
+    for title, changes in sections:
+        if changes:
+            rows = _rows(changes, bool(c.relative_to))
+            widths = [max(len(r[i]) for r in [_HEADER, *rows]) for i in range(len(_HEADER))]
+            lines += ["", f"{title}:",
+                      "  " + "  ".join(h.ljust(w) for h, w in zip(_HEADER, widths, strict=True)).rstrip()]
+            lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if c.broken:
+        lines += ["", "Broken (worked in A, not in B):"]
+        lines += [f"  {b.key}: {b.status_b}: {b.reason}" for b in c.broken]
+    if c.only_a or c.only_b:
+        lines += ["", f"Not compared: {len(c.only_a)} cells finished only in A, {len(c.only_b)} only in B"]
+    return "\n".join(lines)
+
+
+def markdown(c: Comparison, show_all: bool = False) -> str:
+    """The comparison as a Markdown section, for a pull request or a CI job summary."""
+    lines = ["## fwbench compare", ""]
+    lines += [f"- {line.strip()}" for line in _header_lines(c)]
+    lines += ["", f"**{_verdict_line(c)}**", ""]
+    sections = [("Regressions (B slower)", c.regressions), ("Improvements (B faster)", c.improvements)]
+    if show_all:
+        sections.append(("Every cell", c.changes))
+    for title, changes in sections:
+        if changes:
+            lines += [f"### {title}", "", "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+            lines += ["| " + " | ".join([f"`{r[0]}`", *r[1:]]) + " |" for r in _rows(changes, bool(c.relative_to))]
+            lines.append("")
+    if c.broken:
+        lines += ["### Broken (worked in A, not in B)", ""]
+        lines += [f"- `{b.key}`: {b.status_b}: {b.reason}" for b in c.broken]
+        lines.append("")
+    return "\n".join(lines)
