@@ -511,6 +511,8 @@ def report_cmd(run, plots) -> None:
               help="Smallest change in the median that counts, as a fraction (0.10: 10% slower or faster).")
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Significance level of the Mann-Whitney U test on the two cells' samples.")
+@click.option("--correction", type=click.Choice(["holm", "none"]), default="holm", show_default=True,
+              help="Correct the p-values for testing every cell at once (Holm-Bonferroni), or not.")
 @click.option("--force", is_flag=True, help="Compare runs from different machines, versions or settings anyway.")
 @click.option("--relative-to", "relative_to", default=None, metavar="FRAMEWORK",
               help="Compare each cell's time divided by this framework's in the same round (e.g. reference): "
@@ -518,12 +520,15 @@ def report_cmd(run, plots) -> None:
 @click.option("--all", "show_all", is_flag=True, help="List every cell compared, not only the changes.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
               show_default=True, help="markdown: for a pull request or a CI summary.")
-def compare_cmd(run_a, run_b, min_effect, alpha, force, relative_to, show_all, fmt) -> None:
+def compare_cmd(run_a, run_b, min_effect, alpha, correction, force, relative_to, show_all, fmt) -> None:
     """Compare RUN_B with RUN_A (the baseline), cell by cell: what got slower, what got faster.
 
     For each cell that finished in both: the ratio of medians B / A with its bootstrap 95% CI, and
-    a two-sided Mann-Whitney U test on the two sets of samples. A regression is a cell at least
-    MIN_EFFECT slower with p < ALPHA; an improvement, as much faster (ratio <= 1 / (1 + MIN_EFFECT)).
+    a two-sided Mann-Whitney U test on the two sets of samples, its p-values Holm-corrected for
+    testing every cell at once. A regression is a cell at least MIN_EFFECT slower with p < ALPHA;
+    an improvement, as much faster (ratio <= 1 / (1 + MIN_EFFECT)). Two runs of the same code on
+    a shared machine differ by more than their samples' spread: compare two such runs first to see
+    your machine's noise, and use --relative-to to cancel what hits every framework alike.
     Cells that finished in A and failed in B, or no longer match the reference, are broken.
     Exit status: 0 no regression, 1 a regression or a broken cell (CI can gate on it), 2 bad input,
     including runs from different machines, framework versions or speed-changing settings
@@ -539,7 +544,7 @@ def compare_cmd(run_a, run_b, min_effect, alpha, force, relative_to, show_all, f
 
     try:
         result = compare.compare_runs(run_a, run_b, min_effect=min_effect, alpha=alpha, force=force,
-                                      relative_to=relative_to)
+                                      relative_to=relative_to, correction=correction)
     except compare.IncomparableRuns as e:
         raise click.UsageError(str(e)) from None
     if fmt == "json":

@@ -8,6 +8,18 @@ improvement when B is faster by as much, on the same log scale (ratio <= 1 / (1 
 Both conditions matter: with many samples the test finds differences of 1% that nobody should act
 on, and on a noisy machine a 15% difference between two medians can be chance.
 
+A suite compares a hundred cells or more at once; at alpha = 0.05 a handful would pass the test by
+chance alone. The p-values are therefore Holm-corrected by default (correction='holm'), which
+bounds the chance of any false alarm in the whole comparison by alpha, whatever the dependence
+between cells; correction='none' tests each cell on its own.
+
+What no test on the samples can see is a change of the machine between the runs: the samples of
+one run share its state (other tenants, clock speed, thermal limits), so the test compares machine
+states as much as code. Two runs of the same code on this project's shared 2-core VM differ in many
+cells by 20-50%. relative_to='reference' divides every sample by the control framework's sample of
+the same round, which cancels whatever hit the whole machine. A minimum effect larger than the
+machine's run-to-run noise (measure it: compare two runs of the same code) is the other defence.
+
 Cells that ran in A but failed in B (error, crashed, timeout, oom), and cells whose equivalence
 check passed in A but not in B, are listed as broken: a gate must not go green because a cell
 stopped producing timings.
@@ -27,11 +39,12 @@ import numpy as np
 
 from . import metadata, results, stats
 
-__all__ = ["DEFAULT_MIN_EFFECT", "DEFAULT_ALPHA", "FAILED", "IncomparableRuns", "CellChange", "Broken",
+__all__ = ["DEFAULT_MIN_EFFECT", "DEFAULT_ALPHA", "CORRECTIONS", "holm", "FAILED", "IncomparableRuns", "CellChange", "Broken",
            "Comparison", "compare_runs", "environment_differences", "text", "markdown"]
 
 DEFAULT_MIN_EFFECT = 0.10
 DEFAULT_ALPHA = 0.05
+CORRECTIONS = ("holm", "none")
 # The statuses of a cell that was attempted and failed (skipped is not a failure).
 FAILED = ("error", "crashed", "timeout", "oom")
 
@@ -51,7 +64,8 @@ class CellChange:
     ratio: float
     ci_low: float
     ci_high: float
-    p_value: float
+    p_value: float  # two-sided Mann-Whitney U
+    p_adjusted: float  # after the correction for testing every cell (Holm), what the verdict uses
     test: str  # how p was computed: 'exact' or 'normal' (harness.stats.MannWhitney.method)
     n_a: int
     n_b: int
@@ -91,6 +105,7 @@ class Comparison:
     forced: bool
     notes: list[tuple[str, Any, Any]] = field(default_factory=list)  # differences that do not refuse: commits
     relative_to: str | None = None  # the control framework, when times are ratios to it (compare_runs)
+    correction: str = "holm"  # for testing many cells at once: 'holm' or 'none'
 
     @property
     def regressions(self) -> list[CellChange]:
@@ -109,6 +124,7 @@ class Comparison:
         return {
             "run_a": self.run_a, "run_b": self.run_b, "min_effect": self.min_effect, "alpha": self.alpha,
             "forced": self.forced, "failed": self.failed, "relative_to": self.relative_to,
+            "correction": self.correction,
             "differences": [{"field": f, "a": a, "b": b} for f, a, b in self.differences],
             "notes": [{"field": f, "a": a, "b": b} for f, a, b in self.notes],
             "regressions": [c.key for c in self.regressions],
@@ -150,7 +166,8 @@ def _lookup(env: dict, dotted: str) -> Any:
 
 
 def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effect: float = DEFAULT_MIN_EFFECT,
-                 alpha: float = DEFAULT_ALPHA, force: bool = False, relative_to: str | None = None) -> Comparison:
+                 alpha: float = DEFAULT_ALPHA, force: bool = False, relative_to: str | None = None,
+                 correction: str = "holm") -> Comparison:
     """Compare run B with run A (the baseline), cell by cell. See the module docstring.
 
     With relative_to (a framework both runs timed, e.g. 'reference'), each cell's time is divided,
@@ -167,6 +184,8 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effe
         raise ValueError(f"min_effect must be a fraction between 0 and 10, got {min_effect}: e.g. 0.10 for 10%")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}: e.g. 0.05")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; valid: {', '.join(CORRECTIONS)}")
     doc_a, doc_b = results.read_run(run_a), results.read_run(run_b)
     refusing, informing = environment_differences(doc_a, doc_b)
     if refusing and not force:
@@ -183,7 +202,7 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effe
                 raise ValueError(f"--relative-to {relative_to!r}: run {name} has no finished cell of that framework; "
                                  f"its frameworks: {found}")
         a, b = _relative(a, relative_to), _relative(b, relative_to)
-    changes, broken = [], []
+    measured, broken = [], []
     for key in a.index.intersection(b.index):
         ra, rb = a.loc[key], b.loc[key]
         cell = {name: _plain(ra[name]) for name in results.CELL_FIELDS}
@@ -196,7 +215,9 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effe
                                  f"no longer matches the reference: first divergence {rb['first_divergence']}"))
             continue
         if ra["status"] == "ok" and rb["status"] == "ok" and ra["samples_s"] and rb["samples_s"]:
-            changes.append(_change(key, cell, ra, rb, min_effect, alpha))
+            measured.append(_measure(key, cell, ra, rb))
+    adjusted = holm([m["p_value"] for m in measured]) if correction == "holm" else [m["p_value"] for m in measured]
+    changes = [_judge(m, p, min_effect, alpha) for m, p in zip(measured, adjusted, strict=True)]
     ok_a = set(a.index[a["status"] == "ok"])
     ok_b = set(b.index[b["status"] == "ok"])
     compared = {c.key for c in changes} | {x.key for x in broken}
@@ -204,7 +225,8 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effe
         run_a=str(run_a), run_b=str(run_b), min_effect=min_effect, alpha=alpha,
         changes=sorted(changes, key=lambda c: c.key), broken=sorted(broken, key=lambda x: x.key),
         only_a=sorted(ok_a - compared), only_b=sorted(ok_b - compared),
-        differences=refusing, forced=force and bool(refusing), notes=informing, relative_to=relative_to)
+        differences=refusing, forced=force and bool(refusing), notes=informing, relative_to=relative_to,
+        correction=correction)
 
 
 _WORKLOAD = ["model", "device", "dtype", "batch_size", "phase", "threads"]
@@ -237,25 +259,40 @@ def _relative(df, control: str):
     return df[df["framework"] != control]
 
 
-def _change(key: str, cell: dict, ra, rb, min_effect: float, alpha: float) -> CellChange:
+def _measure(key: str, cell: dict, ra, rb) -> dict:
     samples_a, samples_b = list(ra["samples_s"]), list(rb["samples_s"])
     ratio, low, high = stats.ratio_ci(samples_b, samples_a)
     test = stats.mann_whitney_u(samples_b, samples_a)
+    return dict(key=key, cell=cell, median_a_s=float(ra["median_s"]), median_b_s=float(rb["median_s"]),
+                ratio=ratio, ci_low=low, ci_high=high, p_value=test.p, test=test.method,
+                n_a=len(samples_a), n_b=len(samples_b),
+                noisy=bool(results.flag(ra["noisy"]) or results.flag(rb["noisy"])))
+
+
+def _judge(m: dict, p: float, min_effect: float, alpha: float) -> CellChange:
+    ratio = m["ratio"]
     slower, faster = ratio >= 1 + min_effect, ratio <= 1 / (1 + min_effect)
-    significant = test.p < alpha
-    if significant and slower:
-        verdict, why = "regression", f"{ratio - 1:+.0%}, p={test.p:.2g}"
-    elif significant and faster:
-        verdict, why = "improvement", f"{ratio - 1:+.0%}, p={test.p:.2g}"
+    if p < alpha and slower:
+        verdict, why = "regression", f"{ratio - 1:+.0%}, p={p:.2g}"
+    elif p < alpha and faster:
+        verdict, why = "improvement", f"{ratio - 1:+.0%}, p={p:.2g}"
     elif slower or faster:
-        verdict, why = "unchanged", f"{ratio - 1:+.0%} but not significant (p={test.p:.2g} >= {alpha:g})"
+        verdict, why = "unchanged", f"{ratio - 1:+.0%} but not significant (p={p:.2g} >= {alpha:g})"
     else:
         verdict, why = "unchanged", f"{ratio - 1:+.1%}, within the minimum effect of {min_effect:.0%}"
-    return CellChange(key=key, cell=cell, median_a_s=float(ra["median_s"]), median_b_s=float(rb["median_s"]),
-                      ratio=ratio, ci_low=low, ci_high=high, p_value=test.p, test=test.method,
-                      n_a=len(samples_a), n_b=len(samples_b),
-                      noisy=bool(results.flag(ra["noisy"]) or results.flag(rb["noisy"])),
-                      verdict=verdict, why=why)
+    return CellChange(**m, p_adjusted=p, verdict=verdict, why=why)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given: rejecting every p_adjusted < alpha keeps
+    the chance of any false alarm among all the tests at most alpha (for any dependence between them)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def _plain(value: Any) -> Any:
@@ -275,7 +312,8 @@ def _fmt_time(seconds: float) -> str:
 
 def _verdict_line(c: Comparison) -> str:
     near = sum(1 for x in c.changes if x.verdict == "unchanged" and "not significant" in x.why)
-    parts = [f"{len(c.changes)} cells compared (min effect {c.min_effect:.0%}, alpha {c.alpha:g})",
+    how = f"min effect {c.min_effect:.0%}, alpha {c.alpha:g}" + (", Holm-corrected" if c.correction == "holm" else "")
+    parts = [f"{len(c.changes)} cells compared ({how})",
              f"{len(c.regressions)} regression{'s' * (len(c.regressions) != 1)}",
              f"{len(c.improvements)} improvement{'s' * (len(c.improvements) != 1)}",
              f"{len(c.broken)} broken",
@@ -287,11 +325,12 @@ def _verdict_line(c: Comparison) -> str:
 def _rows(changes: list[CellChange], relative: bool = False) -> list[list[str]]:
     value = (lambda v: f"{v:.3f}x") if relative else _fmt_time
     return [[x.key, value(x.median_a_s), value(x.median_b_s), f"{x.ratio:.3f}",
-             f"[{x.ci_low:.3f}, {x.ci_high:.3f}]", f"{x.p_value:.2g}", "noisy" if x.noisy else "", x.verdict]
+             f"[{x.ci_low:.3f}, {x.ci_high:.3f}]", f"{x.p_value:.2g}", f"{x.p_adjusted:.2g}", "noisy" if x.noisy else "",
+             x.verdict]
             for x in changes]
 
 
-_HEADER = ["cell", "A median", "B median", "B/A", "95% CI", "p", "", "verdict"]
+_HEADER = ["cell", "A median", "B median", "B/A", "95% CI", "p", "p adj.", "", "verdict"]
 
 
 def _header_lines(c: Comparison) -> list[str]:

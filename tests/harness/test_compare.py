@@ -289,3 +289,31 @@ def test_relative_to_a_framework_a_run_lacks_exits_2(tmp_path):
     a = _run(tmp_path / "a", {"t": (_cell(), _samples(1e-3))})
     result = CliRunner().invoke(cli, ["compare", str(a), str(a), "--relative-to", "jax"])
     assert result.exit_code == 2 and "'jax'" in result.output and "torch" in result.output
+
+
+# --------------------------------------------------------------------------------------------
+# many cells at once
+
+
+def test_holm_adjusts_by_rank_and_keeps_the_order():
+    assert compare.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert compare.holm([]) == [] and compare.holm([0.5]) == [0.5]
+    assert compare.holm([0.3, 0.4]) == [0.6, 0.6]  # capped at 1 only above 1, monotone in rank
+
+
+def test_weak_evidence_in_many_cells_is_not_a_regression_after_correction(tmp_path):
+    # 20 cells, each 5 samples 20% slower without overlap: p = 2/252 = 0.008 each, a false alarm
+    # in 20 tests at alpha 0.05 is likely; Holm multiplies the smallest p by 20: 0.16, not below 0.05
+    cells_a, cells_b = {}, {}
+    for i in range(20):
+        cell = _cell(batch_size=i + 1)
+        cells_a[i] = (cell, [1.00e-3, 1.01e-3, 1.02e-3, 1.03e-3, 1.04e-3])
+        cells_b[i] = (cell, [1.20e-3, 1.21e-3, 1.22e-3, 1.23e-3, 1.24e-3])
+    a, b = _run(tmp_path / "a", cells_a), _run(tmp_path / "b", cells_b)
+    corrected = compare.compare_runs(a, b)
+    assert corrected.regressions == [] and not corrected.failed
+    assert all(c.p_value == pytest.approx(2 / 252) and c.p_adjusted == pytest.approx(20 * 2 / 252)
+               for c in corrected.changes)
+    assert len(compare.compare_runs(a, b, correction="none").regressions) == 20
+    result = CliRunner().invoke(cli, ["compare", str(a), str(b), "--correction", "none"])
+    assert result.exit_code == 1 and "20 regressions" in result.output
