@@ -39,8 +39,8 @@ import numpy as np
 
 from . import metadata, results, stats
 
-__all__ = ["DEFAULT_MIN_EFFECT", "DEFAULT_ALPHA", "CORRECTIONS", "holm", "FAILED", "IncomparableRuns", "CellChange", "Broken",
-           "Comparison", "compare_runs", "environment_differences", "text", "markdown"]
+__all__ = ["DEFAULT_MIN_EFFECT", "DEFAULT_ALPHA", "CORRECTIONS", "FAILED", "IncomparableRuns", "CellChange", "Broken",
+           "Comparison", "compare_runs", "holm", "environment_differences", "text", "markdown"]
 
 DEFAULT_MIN_EFFECT = 0.10
 DEFAULT_ALPHA = 0.05
@@ -325,8 +325,8 @@ def _verdict_line(c: Comparison) -> str:
 def _rows(changes: list[CellChange], relative: bool = False) -> list[list[str]]:
     value = (lambda v: f"{v:.3f}x") if relative else _fmt_time
     return [[x.key, value(x.median_a_s), value(x.median_b_s), f"{x.ratio:.3f}",
-             f"[{x.ci_low:.3f}, {x.ci_high:.3f}]", f"{x.p_value:.2g}", f"{x.p_adjusted:.2g}", "noisy" if x.noisy else "",
-             x.verdict]
+             f"[{x.ci_low:.3f}, {x.ci_high:.3f}]", f"{x.p_value:.2g}", f"{x.p_adjusted:.2g}",
+             "noisy" if x.noisy else "", x.verdict]
             for x in changes]
 
 
