@@ -107,7 +107,7 @@ def test_the_svgs_are_svg(run):
 
 _HEADLINE = re.compile(r"^- (?P<model>\w+) (?P<phase>\w+), batch (?P<batch>\d+), (?P<device>\S+) (?P<dtype>\w+), "
                        r"(?P<threads>\d+) threads: \*\*(?P<best>[\w ]+)\*\*(?P<marks>[~!]*) fastest at "
-                       r"(?P<time>[\d.]+ [µm]?s)(?:; (?P<others>.*))?$")
+                       r"(?P<time>[\d.]+ [µmn]?s)(?:; (?P<others>.*))?$")
 _OTHER = re.compile(r"(?P<label>[\w ]+?)(?P<marks>[~!]*) (?P<ratio>[\d.]+)x \[(?P<lo>[\d.]+), (?P<hi>[\d.]+)\]"
                     r"(?P<ns>, not significant)?$")
 
@@ -120,11 +120,17 @@ def _headlines(md: str) -> list[dict]:
 
 
 def test_the_summary_names_the_fastest_and_the_ratios_of_the_results_table(run):
+    headlines = _check_summary_against_table(run)
+    assert {h["model"] for h in headlines} == set(synthetic.MODELS)
+
+
+def _check_summary_against_table(run: Path) -> list[dict]:
+    """Every headline of report.md against results.load: the fastest framework, its median, each
+    other framework's ratio, its CI from the stored samples, and its marks. Returns the headlines."""
     md = (run / report.REPORT_MD).read_text(encoding="utf-8")
     df = results.load(run, raw=True)
     ok = df[df["status"] == "ok"]
     headlines = _headlines(md)
-    assert {h["model"] for h in headlines} == set(synthetic.MODELS)
     for h in headlines:
         rows = ok[(ok["model"] == h["model"]) & (ok["phase"] == h["phase"]) & (ok["batch_size"] == int(h["batch"]))
                   & (ok["device"] == h["device"]) & (ok["dtype"] == h["dtype"])
@@ -144,6 +150,7 @@ def test_the_summary_names_the_fastest_and_the_ratios_of_the_results_table(run):
             assert bool(m["ns"]) == (lo <= 1)
             assert ("!" in m["marks"]) == (results.flag(row["verified"]) is False)
             assert ("~" in m["marks"]) == bool(results.flag(row["noisy"]))
+    return headlines
 
 
 def test_the_headline_is_the_largest_batch_and_the_training_step(run):
@@ -240,7 +247,7 @@ def test_an_empty_run_has_a_report(tmp_path):
 
 
 @pytest.mark.skipif(not os.environ.get("FWBENCH_REPORT_RUN"), reason="FWBENCH_REPORT_RUN names no run (CI sets it)")
-def test_a_real_run_has_every_plot_embedded():
+def test_a_real_run_has_every_plot_embedded_and_a_summary_that_matches_its_table():
     path = Path(os.environ["FWBENCH_REPORT_RUN"])
     df = results.load(path)
     ok = df[df["status"] == "ok"]
@@ -256,3 +263,48 @@ def test_a_real_run_has_every_plot_embedded():
     for src in page.images:
         _decode(src)
     assert np.isfinite(ok["median_s"]).all()
+    assert {h["model"] for h in _check_summary_against_table(path)} == set(ok["model"])
+
+
+# --------------------------------------------------------------------------------------------
+# bench run writes the report
+
+
+def _tiny_suite(path: Path) -> Path:
+    path.write_text(
+        'name = "tiny"\nmodels = ["linear_regression"]\nframeworks = ["reference"]\ndevices = ["cpu"]\n'
+        'dtypes = ["float32"]\nmodes = ["eager"]\nbatch_sizes = [2, 4]\nphases = ["forward"]\nthreads = [1]\n'
+        "verify = true\n[timing]\nsamples = 3\nrounds = 3\nwarmup = 1\nmin_sample_s = 0.001\ncell_timeout_s = 60\n")
+    return path
+
+
+def _only_run(results_dir: Path) -> Path:
+    (run_dir,) = [p for p in results_dir.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_bench_run_writes_the_report_unless_told_not_to(tmp_path):
+    suite = _tiny_suite(tmp_path / "tiny.toml")
+    result = CliRunner().invoke(cli, ["run", str(suite), "--results-dir", str(tmp_path / "with")])
+    assert result.exit_code == 0, result.output
+    run_dir = _only_run(tmp_path / "with")
+    assert f"report: {run_dir / report.REPORT_HTML}" in result.output
+    assert (run_dir / report.REPORT_MD).is_file() and (run_dir / report.PLOTS_DIR / "relative.png").is_file()
+    result = CliRunner().invoke(cli, ["run", str(suite), "--results-dir", str(tmp_path / "without"), "--no-report"])
+    assert result.exit_code == 0, result.output
+    run_dir = _only_run(tmp_path / "without")
+    assert not (run_dir / report.REPORT_HTML).exists() and not (run_dir / report.PLOTS_DIR).exists()
+    assert "report:" not in result.output
+
+
+def test_a_report_that_fails_costs_the_run_nothing(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a planted plotting bug")
+
+    monkeypatch.setattr(report, "write", broken)
+    suite = _tiny_suite(tmp_path / "tiny.toml")
+    result = CliRunner().invoke(cli, ["run", str(suite), "--results-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "the report could not be written: RuntimeError: a planted plotting bug" in result.output
+    assert "bench report" in result.output  # how to retry
+    assert len(results.finished_cells(_only_run(tmp_path / "r"))) == 2
