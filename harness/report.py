@@ -26,7 +26,7 @@ from typing import Any
 from . import results, stats
 
 __all__ = ["PHASES", "Contender", "Workload", "Summary", "summarize", "headline_text", "fmt_time", "markdown",
-           "html_page", "summary_lines", "write", "REPORT_HTML", "REPORT_MD", "PLOTS_DIR"]
+           "html_page", "summary_lines", "anchor", "write", "REPORT_HTML", "REPORT_MD", "PLOTS_DIR"]
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
@@ -269,6 +269,7 @@ def markdown(summary: Summary, plot_files: list[tuple[str, str, str]] = ()) -> s
            f"Suite **{s.suite}**{': ' + s.description if s.description else ''}.  ",
            f"Machine: {s.machine}.  ",
            "Versions: " + ", ".join(f"{k} {v}" for k, v in s.versions.items()) + ".", ""]
+    header = len(out)
     out += ["## Summary", ""]
     out += summary_lines(s)
     for title, caption, path in plot_files:
@@ -295,7 +296,17 @@ def markdown(summary: Summary, plot_files: list[tuple[str, str, str]] = ()) -> s
     out += _md_table(*_cells_table(s))
     out += ["", "## Machine", ""]
     out += [f"- {k}: {v}" for k, v in _environment_items(s)]
+    contents = [f"- [{line[3:]}](#{anchor(line[3:])})" for line in out if line.startswith("## ")]
+    out[header:header] = ["Contents:", "", *contents, ""]
     return "\n".join(out) + "\n"
+
+
+def anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading (lower case, punctuation dropped, spaces to '-'), which
+    report.html gives it too, so that the contents' links work in both."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
 def summary_lines(s: Summary) -> list[str]:
@@ -417,6 +428,7 @@ def _inline(text: str) -> str:
 
     out = html.escape(text, quote=False).replace("\\|", "|")
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\[([^\]]+)\]\((#[\w\-]+)\)", r'<a href="\2">\1</a>', out)  # links within the page
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
 
 
@@ -433,7 +445,8 @@ def _md_to_html(text: str, images: dict[str, bytes]) -> str:
             i += 1
         elif line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
+            text = line[level:].strip()
+            out.append(f'<h{level} id="{html.escape(anchor(text))}">{_inline(text)}</h{level}>')
             i += 1
         elif (m := re.fullmatch(r"!\[(.*)\]\((.*)\)", line.strip())):
             alt, path = m.groups()

@@ -308,3 +308,11 @@ def test_a_report_that_fails_costs_the_run_nothing(tmp_path, monkeypatch):
     assert "the report could not be written: RuntimeError: a planted plotting bug" in result.output
     assert "bench report" in result.output  # how to retry
     assert len(results.finished_cells(_only_run(tmp_path / "r"))) == 2
+
+
+def test_the_contents_link_to_every_section(run):
+    page = (run / report.REPORT_HTML).read_text(encoding="utf-8")
+    ids = set(re.findall(r'<h2 id="([^"]+)"', page))
+    links = re.findall(r'<a href="#([^"]+)">', page)
+    assert set(links) == ids and len(ids) >= 10  # the summary, the tables, the machine and each plot
+    assert report.anchor("mnist_cnn: time per phase, per framework") == "mnist_cnn-time-per-phase-per-framework"
