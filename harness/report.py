@@ -199,21 +199,16 @@ def _plain(value: Any) -> Any:
 
 
 def _headlines(workloads: list[Workload]) -> list[Workload]:
-    """Per model, device and dtype, the workload a practitioner asks about first: the most threads,
-    the largest batch, and the first phase of _HEADLINE_PHASES it has, among workloads with at
-    least two contenders when there are any (a race needs two runners)."""
-    chosen: dict[tuple, Workload] = {}
+    """Per model, device and dtype, the workload a practitioner asks about first: among those with at
+    least two contenders when there are any (a race needs two runners), the most threads, then the
+    largest batch, then the first phase of _HEADLINE_PHASES it has."""
     preference = {p: i for i, p in enumerate(_HEADLINE_PHASES)}
+    groups: dict[tuple, list[Workload]] = {}
     for w in workloads:
-        rank = (len(w.contenders) > 1, w.threads, w.batch_size, -preference.get(w.phase, 9))
-        key = (w.model, w.device, w.dtype)
-        if key not in chosen or rank > _rank(chosen[key], preference):
-            chosen[key] = w
-    return [chosen[k] for k in sorted(chosen)]
-
-
-def _rank(w: Workload, preference: dict) -> tuple:
-    return (len(w.contenders) > 1, w.threads, w.batch_size, -preference.get(w.phase, 9))
+        groups.setdefault((w.model, w.device, w.dtype), []).append(w)
+    return [max(groups[k], key=lambda w: (len(w.contenders) > 1, w.threads, w.batch_size,
+                                          -preference.get(w.phase, len(preference))))
+            for k in sorted(groups)]
 
 
 def _machine(env: dict) -> str:
