@@ -316,3 +316,18 @@ def test_the_contents_link_to_every_section(run):
     links = re.findall(r'<a href="#([^"]+)">', page)
     assert set(links) == ids and len(ids) >= 10  # the summary, the tables, the machine and each plot
     assert report.anchor("mnist_cnn: time per phase, per framework") == "mnist_cnn-time-per-phase-per-framework"
+
+
+def test_drawing_in_worker_processes_writes_the_same_bytes(tmp_path):
+    # the same run (the footer of each plot names its folder) drawn here and in three worker processes
+    here = synthetic.make_run(tmp_path / "a" / "run")
+    report.write(here, processes=1)
+    there = synthetic.make_run(tmp_path / "b" / "run")
+    report.write(there, processes=3)
+    files = sorted(p.relative_to(here).as_posix() for p in here.rglob("*") if p.suffix in (".png", ".svg"))
+    files += [report.REPORT_MD, report.REPORT_HTML]
+    assert len(files) > 10
+    assert files[:-2] == sorted(p.relative_to(there).as_posix() for p in there.rglob("*")
+                                if p.suffix in (".png", ".svg"))
+    for name in files:
+        assert (here / name).read_bytes() == (there / name).read_bytes(), name
