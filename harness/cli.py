@@ -450,12 +450,24 @@ def run_cmd(suite, resume, results_dir, export, with_report) -> None:
         sys.exit(1)
 
 
+def _drawing_processes() -> int:
+    """Worker processes for drawing a report's figures: one per CPU this process may use, at most 4
+    (past that, building the figures in each worker costs more than the drawing it shares)."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on macOS or Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
 def _write_report(run_dir) -> bool:
     """Write the report of a finished run; a failure is printed, never fatal: the results are safe."""
     from . import report
 
     try:
-        paths = report.write(run_dir)
+        paths = report.write(run_dir, processes=_drawing_processes())
     except Exception as e:  # a plotting bug must not cost the run its exit status or its results
         click.echo(click.style(f"the report could not be written: {type(e).__name__}: {e}; the results are "
                                f"complete: retry with `bench report {run_dir}` (--debug shows the traceback)",

@@ -486,32 +486,25 @@ def _html_table(rows: list[str]) -> str:
 # writing
 
 
-def write(run_dir: str | os.PathLike, *, plots: bool = True, processes: int | None = None) -> list[Path]:
+def write(run_dir: str | os.PathLike, *, plots: bool = True, processes: int = 1) -> list[Path]:
     """Write report.md, report.html and plots/<name>.png and .svg into the run folder; returns the paths.
 
     Every file is written atomically (a reader sees the old file or the new one). With plots=False
-    (or a run with nothing to plot), the report has no figures. Drawing the figures is most of the
-    time (about 20 s for the quick suite on 2 cores), so they are drawn in `processes` worker
-    processes (default: one per CPU, at most 4; 1 draws them here), each of which builds the
-    figures and draws its share; the files are the same either way.
+    (or a run with nothing to plot), the report has no figures.
+
+    Drawing the figures is most of the time (about 20 s for the quick suite on 2 cores). With
+    processes > 1 they are drawn in that many spawned worker processes, each of which builds the
+    figures and draws its share (`bench` does this, one per core up to 4). Spawned workers import
+    the caller's main module again, so a script that passes processes > 1 must guard its entry
+    point with `if __name__ == "__main__":`; where workers cannot start, the figures are drawn here.
+    The PNGs are byte-identical either way; the SVGs differ only in how their font glyphs are
+    numbered.
     """
     run_dir = Path(run_dir)
     summary = summarize(run_dir)
-    drawn: list[tuple[str, str, str, bytes, bytes]] = []
+    drawn: list[tuple[int, str, str, str, bytes, bytes]] = []
     if plots:
-        processes = processes or min(4, os.cpu_count() or 1)
-        if processes > 1:
-            import concurrent.futures
-            import multiprocessing
-
-            # NOTE: 'spawn', not 'fork': the parent holds BLAS and framework threads, and a fork of a
-            # threaded process may deadlock; each worker imports and loads the run afresh instead.
-            context = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
-                shares = pool.map(_draw_share, [(str(run_dir), k, processes) for k in range(processes)])
-                drawn = sorted((d for share in shares for d in share), key=lambda d: d[0])
-        else:
-            drawn = _draw_share((str(run_dir), 0, 1))
+        drawn = _draw_in_workers(run_dir, processes) if processes > 1 else _draw_share((str(run_dir), 0, 1))
     written: list[Path] = []
     images, plot_files = {}, []
     for _, name, title, caption, png, svg in drawn:
@@ -528,6 +521,23 @@ def write(run_dir: str | os.PathLike, *, plots: bool = True, processes: int | No
         results.atomic_write_bytes(path, content.encode("utf-8"))
         written.append(path)
     return written
+
+
+def _draw_in_workers(run_dir: Path, processes: int) -> list[tuple]:
+    import concurrent.futures
+    import multiprocessing
+
+    # NOTE: 'spawn', not 'fork': the parent holds BLAS and framework threads, and a fork of a threaded
+    # process may deadlock; each worker imports fwbench and loads the run afresh instead.
+    context = multiprocessing.get_context("spawn")
+    jobs = [(str(run_dir), k, processes) for k in range(processes)]
+    try:
+        with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
+            shares = list(pool.map(_draw_share, jobs))
+    except (concurrent.futures.process.BrokenProcessPool, OSError, RuntimeError):
+        # a worker that cannot start (no importable main module, a sandbox without processes): draw here
+        shares = [_draw_share((str(run_dir), 0, 1))]
+    return sorted((d for share in shares for d in share), key=lambda d: d[0])
 
 
 def _draw_share(job: tuple[str, int, int]) -> list[tuple]:
@@ -552,7 +562,8 @@ def _render(figure, kind: str) -> bytes:
 
     buf = io.BytesIO()
     # NOTE: no date in the metadata and a fixed salt for the SVG's element ids (random by default),
-    # so that the same run always renders to the same bytes
+    # so that drawing a run again writes the same PNG bytes and, short of glyph numbering and the
+    # sixth decimal of a coordinate, the same SVG
     meta = {"Software": None} if kind == "png" else {"Date": None}
     with matplotlib.rc_context({"svg.hashsalt": "fwbench"}):
         figure.savefig(buf, format=kind, dpi=100, metadata=meta)
