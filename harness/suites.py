@@ -65,8 +65,20 @@ __all__ = [
 ]
 
 
-# The repository's suites/ folder: where a bare suite name is looked up.
-SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
+def _suites_dir(checkout: Path | None = None, bases: tuple[str | None, ...] | None = None) -> Path:
+    """Where a bare suite name is looked up: the checkout's suites/ when fwbench runs from one (an
+    editable install), else the copy a regular install puts in <prefix>/share/fwbench/suites
+    (pyproject's data-files; under the user base for `pip install --user`)."""
+    import site
+    import sys
+
+    checkout = checkout or Path(__file__).resolve().parents[1] / "suites"
+    bases = (sys.prefix, site.USER_BASE) if bases is None else bases
+    installed = [Path(base) / "share" / "fwbench" / "suites" for base in bases if base]
+    return next((d for d in (checkout, *installed) if d.is_dir()), checkout)
+
+
+SUITES_DIR = _suites_dir()
 
 # The axes of a cell, in the order of Cell's fields; each is a list in a suite file.
 AXES = ("models", "frameworks", "devices", "dtypes", "modes", "batch_sizes", "phases", "threads")
@@ -477,13 +489,13 @@ def _parse(data: Mapping[str, Any], source: str, path: Path | None, default_name
 
 
 def available(directory: Path | None = None) -> list[str]:
-    """The bare names of the suites in `directory` (default: the repository's suites/), sorted."""
+    """The bare names of the suites in `directory` (default: SUITES_DIR), sorted."""
     directory = SUITES_DIR if directory is None else Path(directory)
     return sorted(p.stem for p in directory.glob("*.toml") if p.is_file())
 
 
 def load(name_or_path: str | Path, *, directory: Path | None = None) -> Suite:
-    """The suite in a .toml file, or the one called `name_or_path` in `directory` (default: suites/).
+    """The suite in a .toml file, or the one called `name_or_path` in `directory` (default: SUITES_DIR).
 
     A value naming an existing file is that file; a bare name (no suffix, no folder) is looked up
     as `<directory>/<name>.toml`. Raises SuiteError for every problem, naming the file and key.

@@ -384,3 +384,13 @@ def test_cell_validates_and_from_dict_names_bad_keys():
         Cell.from_dict({k: v for k, v in data.items() if k != "threads"})
     with pytest.raises(ValueError, match=r"unknown \['extra'\]"):
         Cell.from_dict({**data, "extra": 1})
+
+
+def test_bare_names_are_found_in_a_checkout_or_where_an_install_put_them(tmp_path):
+    checkout, prefix = tmp_path / "repo" / "suites", tmp_path / "venv"
+    installed = prefix / "share" / "fwbench" / "suites"
+    assert suites._suites_dir(checkout, (str(prefix),)) == checkout  # nothing anywhere: the checkout, to name
+    installed.mkdir(parents=True)
+    assert suites._suites_dir(checkout, (None, str(prefix))) == installed  # a regular install
+    checkout.mkdir(parents=True)
+    assert suites._suites_dir(checkout, (str(prefix),)) == checkout  # running from a checkout wins
