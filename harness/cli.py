@@ -339,14 +339,13 @@ def _cell_outcome(record: dict) -> str:
     return f"median {median * 1e3:.3f} ms over {len(samples)} samples{verified}"
 
 
-def _summary_table(run_dir) -> str:
-    """The end-of-run table: one line per cell that ran, fastest first within each workload."""
+def _summary_table(df, run: dict) -> str:
+    """The end-of-run table of a run's load() and read_run(): one line per cell that ran, fastest
+    first within each workload."""
     from . import results
 
-    df = results.load(run_dir)
     if df.empty:
         return "no cells"
-    run = results.read_run(run_dir)
     env = run.get("environment") or {}
     cpu = env.get("cpu") or {}
     peaks = ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in (run.get("peak_gflops") or {}).items())
@@ -433,7 +432,8 @@ def run_cmd(suite, resume, results_dir, export, with_report) -> None:
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: every finished cell is kept; finish with: bench run --resume {run_dir}")
         sys.exit(130)
-    click.echo(_summary_table(run_dir))
+    df = results.load(run_dir)
+    click.echo(_summary_table(df, results.read_run(run_dir)))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing to run"
     click.echo(f"\n{counts}; {summary.seconds:.0f} s; results in {run_dir}")
     if export:
@@ -443,8 +443,7 @@ def run_cmd(suite, resume, results_dir, export, with_report) -> None:
         click.echo(f"pytest-benchmark JSON: {export}")
     if with_report:
         _write_report(run_dir)
-    df = results.load(run_dir)
-    failed = bool(df["status"].isin(["error", "crashed", "timeout", "oom"]).any())
+    failed = bool(df["status"].isin(results.FAILED).any())
     unverified = any(results.flag(v) is False for v in df["verified"])
     if failed or unverified:
         sys.exit(1)
@@ -462,12 +461,12 @@ def _drawing_processes() -> int:
     return max(1, min(4, cpus))
 
 
-def _write_report(run_dir) -> bool:
+def _write_report(run_dir, plots: bool = True, summary=None) -> bool:
     """Write the report of a finished run; a failure is printed, never fatal: the results are safe."""
     from . import report
 
     try:
-        paths = report.write(run_dir, processes=_drawing_processes())
+        paths = report.write(run_dir, plots=plots, processes=_drawing_processes(), summary=summary)
     except Exception as e:  # a plotting bug must not cost the run its exit status or its results
         click.echo(click.style(f"the report could not be written: {type(e).__name__}: {e}; the results are "
                                f"complete: retry with `bench report {run_dir}` (--debug shows the traceback)",
@@ -475,8 +474,8 @@ def _write_report(run_dir) -> bool:
         return False
     html = next(p for p in paths if p.name == report.REPORT_HTML)
     figures = sum(p.suffix == ".png" for p in paths)
-    click.echo(f"report: {html} (and {report.REPORT_MD}, {figures} plots as PNG and SVG in "
-               f"{html.parent / report.PLOTS_DIR})")
+    drawn = f"{figures} plots as PNG and SVG in {html.parent / report.PLOTS_DIR}" if plots else "no plots"
+    click.echo(f"report: {html} (and {report.REPORT_MD}; {drawn})")
     return True
 
 
@@ -508,12 +507,8 @@ def report_cmd(run, plots) -> None:
         raise click.UsageError(str(e)) from None
     for line in report.summary_lines(summary):
         click.echo(line.replace("**", "").replace("`", ""))
-    if plots:
-        if not _write_report(run):
-            sys.exit(1)
-    else:
-        paths = report.write(run, plots=False)
-        click.echo(f"report: {paths[-1]} (and {report.REPORT_MD}; no plots)")
+    if not _write_report(run, plots=plots, summary=summary):
+        sys.exit(1)
 
 
 @cli.command("compare")

@@ -39,14 +39,12 @@ import numpy as np
 
 from . import metadata, results, stats
 
-__all__ = ["DEFAULT_MIN_EFFECT", "DEFAULT_ALPHA", "CORRECTIONS", "FAILED", "IncomparableRuns", "CellChange", "Broken",
+__all__ = ["DEFAULT_MIN_EFFECT", "DEFAULT_ALPHA", "CORRECTIONS", "IncomparableRuns", "CellChange", "Broken",
            "Comparison", "compare_runs", "holm", "environment_differences", "text", "markdown"]
 
 DEFAULT_MIN_EFFECT = 0.10
 DEFAULT_ALPHA = 0.05
 CORRECTIONS = ("holm", "none")
-# The statuses of a cell that was attempted and failed (skipped is not a failure).
-FAILED = ("error", "crashed", "timeout", "oom")
 
 
 class IncomparableRuns(results.ResultsError):
@@ -143,26 +141,18 @@ def environment_differences(run_a: dict, run_b: dict) -> tuple[list[tuple[str, A
     flags, TF32) that differ; the second, the git commits of fwbench and the host names.
     """
     env_a, env_b = run_a.get("environment") or {}, run_b.get("environment") or {}
-    refusing = [(f, _lookup(env_a, f), _lookup(env_b, f)) for f in metadata.same_machine(env_a, env_b)]
+    refusing = [(f, metadata.lookup(env_a, f, None), metadata.lookup(env_b, f, None))
+                for f in metadata.same_machine(env_a, env_b)]
     threads_a, threads_b = env_a.get("thread_env") or {}, env_b.get("thread_env") or {}
     for name in metadata.THREAD_ENV_VARS:
         if name in threads_a and name in threads_b and threads_a[name] != threads_b[name]:
             refusing.append((f"thread_env.{name}", threads_a[name], threads_b[name]))
     informing = []
     for dotted in ("git.commit", "git.dirty", "hostname", "fwbench"):
-        a, b = _lookup(env_a, dotted), _lookup(env_b, dotted)
+        a, b = metadata.lookup(env_a, dotted, None), metadata.lookup(env_b, dotted, None)
         if a != b:
             informing.append((dotted, a, b))
     return refusing, informing
-
-
-def _lookup(env: dict, dotted: str) -> Any:
-    value: Any = env
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
 
 
 def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effect: float = DEFAULT_MIN_EFFECT,
@@ -205,8 +195,8 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effe
     measured, broken = [], []
     for key in a.index.intersection(b.index):
         ra, rb = a.loc[key], b.loc[key]
-        cell = {name: _plain(ra[name]) for name in results.CELL_FIELDS}
-        if ra["status"] == "ok" and rb["status"] in FAILED:
+        cell = {name: results.plain(ra[name]) for name in results.CELL_FIELDS}
+        if ra["status"] == "ok" and rb["status"] in results.FAILED:
             broken.append(Broken(key, cell, "ok", rb["status"], str(rb["reason"])))
             continue
         no_longer_verified = results.flag(ra["verified"]) is True and results.flag(rb["verified"]) is False
@@ -229,9 +219,6 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effe
         correction=correction)
 
 
-_WORKLOAD = ["model", "device", "dtype", "batch_size", "phase", "threads"]
-
-
 def _relative(df, control: str):
     """df without the control framework's cells, every other ok cell's samples divided by the
     control's sample of the same round (the i-th sample of two cells of one workload come from
@@ -242,11 +229,11 @@ def _relative(df, control: str):
     controls: dict[tuple, list] = {}
     # the control's eager cell when it has several modes
     for _, r in ok.assign(_other=ok["mode"] != "eager").sort_values("_other", kind="stable").iterrows():
-        controls.setdefault(tuple(r[c] for c in _WORKLOAD), list(r["samples_s"]))
+        controls.setdefault(tuple(r[c] for c in results.WORKLOAD), list(r["samples_s"]))
     for key, row in df.iterrows():
         if row["framework"] == control or row["status"] != "ok":
             continue
-        base = controls.get(tuple(row[c] for c in _WORKLOAD))
+        base = controls.get(tuple(row[c] for c in results.WORKLOAD))
         samples = list(row["samples_s"])
         if base is None or len(base) != len(samples):
             why = "no finished cell" if base is None else f"{len(base)} samples against {len(samples)}"
@@ -293,11 +280,6 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
-
-
-def _plain(value: Any) -> Any:
-    """A pandas scalar as a plain Python value (Int64 -> int), for JSON."""
-    return value.item() if hasattr(value, "item") else value
 
 
 # ------------------------------------------------------------------------------------------------

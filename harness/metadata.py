@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["PACKAGES", "THREAD_ENV_VARS", "COMPARED_FIELDS", "environment", "thread_env", "git_info", "gpus",
-           "same_machine"]
+           "same_machine", "lookup"]
 
 # The packages whose versions are recorded: fwbench's dependencies and the frameworks it can run.
 PACKAGES = ("numpy", "pandas", "matplotlib", "click", "torch", "tensorflow", "keras", "jax", "jaxlib")
@@ -162,7 +162,7 @@ def same_machine(env_a: Mapping, env_b: Mapping) -> list[str]:
     the two runs may be compared. A field missing from either (an older run) is not counted."""
     differ = []
     for field in COMPARED_FIELDS:
-        a, b = _lookup(env_a, field), _lookup(env_b, field)
+        a, b = lookup(env_a, field), lookup(env_b, field)
         if a is _MISSING or b is _MISSING:
             continue
         if field == "gpus":
@@ -175,11 +175,12 @@ def same_machine(env_a: Mapping, env_b: Mapping) -> list[str]:
 _MISSING = object()
 
 
-def _lookup(env: Mapping, dotted: str) -> Any:
+def lookup(env: Mapping, dotted: str, default: Any = _MISSING) -> Any:
+    """The value at a dotted path of an environment() dict ('cpu.model'), or default where there is none."""
     value: Any = env
     for part in dotted.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
+            return default
         value = value[part]
     return value
 

@@ -21,7 +21,7 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from matplotlib.patches import Patch
 
 from . import results
 from .adapters.base import PHASES
+from .report import contender_label
 from .stats import NOISY_CV, NOISY_IQR
 
 __all__ = [
@@ -367,7 +368,7 @@ def plot_equivalence(checks: pd.DataFrame, run: Mapping, dtype: str, df: pd.Data
                 else:
                     ax.plot(x, row["normwise"], marker=style.marker, color=style.color, markersize=5,
                             markeredgecolor=_darker(style.color), markeredgewidth=0.5, linestyle="none", zorder=3)
-                if _is_false(row["passed"]):
+                if results.flag(row["passed"]) is False:
                     failing.add(row["tensor"])
                     failed_count += 1
                     _red_cross(ax, x, max(row["normwise"], floor))
@@ -434,7 +435,7 @@ def plot_efficiency(df: pd.DataFrame, run: Mapping) -> Plot | None:
     devices = _present(cells["device"], ())
     phases = _present(cells["phase"], PHASES)
     models = _models(cells, run)
-    peaks = {device: _peak_for(device, run.get("peak_gflops") or {}) for device in devices}
+    peaks = {device: results.peak_for(device, run.get("peak_gflops") or {}) for device in devices}
     with_peaks = cells.assign(peak=cells["device"].map(peaks))
     heights = pd.concat([with_peaks[["device", "phase", "gflops_per_s"]],
                          with_peaks[["device", "phase", "peak"]].rename(columns={"peak": "gflops_per_s"})])
@@ -609,11 +610,11 @@ class _Marks:
 
     @staticmethod
     def is_noisy(row) -> bool:
-        return _is_true(row["noisy"])
+        return results.flag(row["noisy"]) is True
 
     @staticmethod
     def is_unverified(row) -> bool:
-        return _is_false(row["verified"])
+        return results.flag(row["verified"]) is False
 
     def _count(self, row, kind: str) -> tuple[bool, bool]:
         self.kind = kind
@@ -688,18 +689,6 @@ def _red_cross(ax, x, y) -> None:
     ax.plot(x, y, marker="x", markersize=13, markeredgewidth=2.2, color=_RED, linestyle="none", zorder=2.9)
 
 
-def _is_true(value: Any) -> bool:
-    return not _missing(value) and bool(value)
-
-
-def _is_false(value: Any) -> bool:
-    return not _missing(value) and not bool(value)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
 # ------------------------------------------------------------------------------------------------
 # the data
 
@@ -718,8 +707,9 @@ class _Contender(NamedTuple):
 
     @property
     def label(self) -> str:
-        """'torch', 'torch compile', 'tensorflow xla · float64': eager is the default and goes unnamed."""
-        text = self.framework if self.mode in ("eager", "") else f"{self.framework} {self.mode}"
+        """'torch', 'torch compile', 'tensorflow xla · float64': the report's label, and the dtype and
+        device where those vary."""
+        text = contender_label(self.framework, self.mode or "eager")
         return " · ".join(part for part in (text, self.dtype, self.device) if part)
 
 
@@ -813,19 +803,6 @@ def _batch_note(all_batches: list[int], shown: list[int]) -> str:
         return (f"Rows show batch sizes {', '.join(map(str, shown))} (the smallest, a middle and the largest of "
                 f"{', '.join(map(str, all_batches))}).")
     return f"Batch size{'s' if len(shown) > 1 else ''} {', '.join(map(str, shown))}, a row each."
-
-
-def _peak_for(device: str, peaks: Mapping) -> float | None:
-    """The peak GFLOP/s measured for device; 'cuda' and 'cuda:0' name the same device."""
-    value = peaks.get(device)
-    if value is None:
-        alias = {"cuda": "cuda:0", "cuda:0": "cuda"}.get(device)
-        value = peaks.get(alias) if alias else None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
 
 
 def _first(values: pd.Series) -> str | None:

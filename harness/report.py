@@ -21,12 +21,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import results, stats
 
 __all__ = ["PHASES", "Contender", "Workload", "Summary", "summarize", "headline_text", "fmt_time", "markdown",
-           "html_page", "summary_lines", "anchor", "write", "REPORT_HTML", "REPORT_MD", "PLOTS_DIR"]
+           "html_page", "summary_lines", "anchor", "contender_label", "write", "REPORT_HTML", "REPORT_MD", "PLOTS_DIR"]
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
@@ -36,8 +36,6 @@ PLOTS_DIR = "plots"
 # from the end: a training step is what a practitioner pays for.
 PHASES = ("forward", "backward", "forward_backward", "train_step")
 _HEADLINE_PHASES = ("train_step", "forward_backward", "forward", "backward")
-_WORKLOAD = ("model", "device", "dtype", "batch_size", "phase", "threads")
-_FAILED = ("error", "crashed", "timeout", "oom")
 _LIST_AT_MOST = 12  # noisy cells are named one by one up to this many, else counted
 
 
@@ -133,19 +131,39 @@ class Summary:
         return [(w, c) for w in self.workloads for c in w.contenders[1:] if not c.significant]
 
 
+def contender_label(framework: str, mode: str) -> str:
+    """'torch', 'torch compile', 'tensorflow xla': how every table and plot names a framework in a
+    mode; eager, the default, goes unnamed."""
+    return framework if mode == "eager" else f"{framework} {mode}"
+
+
 def _label(row) -> str:
-    """'torch', 'torch compile', 'tensorflow xla': the mode is named unless it is eager."""
-    return row["framework"] if row["mode"] == "eager" else f"{row['framework']} {row['mode']}"
+    return contender_label(row["framework"], row["mode"])
+
+
+class _Tables(NamedTuple):
+    """A run as read once: load(raw=True), load_checks() and read_run()."""
+
+    df: Any
+    checks: Any
+    run: dict
+
+
+def _read(run_dir: str | os.PathLike) -> _Tables:
+    return _Tables(results.load(run_dir, raw=True), results.load_checks(run_dir), results.read_run(run_dir))
 
 
 def summarize(run_dir: str | os.PathLike) -> Summary:
     """The summary of a run, from its stored raw samples."""
-    df = results.load(run_dir, raw=True)
-    run = results.read_run(run_dir)
+    return _summarize(run_dir, _read(run_dir))
+
+
+def _summarize(run_dir: str | os.PathLike, tables: _Tables) -> Summary:
+    df, run = tables.df, tables.run
     env = run.get("environment") or {}
     ok = df[df["status"] == "ok"]
     workloads = []
-    for values, group in ok.groupby(list(_WORKLOAD), sort=True):
+    for values, group in ok.groupby(list(results.WORKLOAD), sort=True):
         group = group.sort_values("median_s")
         best = group.iloc[0]
         contenders = []
@@ -158,12 +176,13 @@ def summarize(run_dir: str | os.PathLike) -> Summary:
                 _label(row), row["key"], float(row["median_s"]), ratio, low, high, bool(results.flag(row["noisy"])),
                 results.flag(row["verified"]), (float(row["ci_low_s"]), float(row["ci_high_s"])), int(row["n"]),
                 float(row["cv"]), float(row["samples_per_s"]), float(row["gflops_per_s"]), float(row["peak_share"])))
-        workloads.append(Workload(*(_plain(v) for v in values), contenders=contenders))
+        workloads.append(Workload(*(results.plain(v) for v in values), contenders=contenders))
     order = {p: i for i, p in enumerate(PHASES)}
     workloads.sort(key=lambda w: (w.model, w.device, w.dtype, w.threads, w.batch_size, order.get(w.phase, 9)))
-    not_ok = [{"key": r["key"], "label": _label(r), **{f: _plain(r[f]) for f in (*_WORKLOAD, "status", "reason")}}
+    not_ok = [{"key": r["key"], "label": _label(r),
+               **{f: results.plain(r[f]) for f in (*results.WORKLOAD, "status", "reason")}}
               for _, r in df[df["status"] != "ok"].iterrows()]
-    failed = [x for x in not_ok if x["status"] in _FAILED]
+    failed = [x for x in not_ok if x["status"] in results.FAILED]
     skipped = [x for x in not_ok if x["status"] == "skipped"]
     suite = run.get("suite") or {}
     return Summary(
@@ -175,7 +194,7 @@ def summarize(run_dir: str | os.PathLike) -> Summary:
         noisy=[r.key for r in ok.itertuples() if results.flag(r.noisy)],
         unverified=[{"key": r.key, "first_divergence": r.first_divergence} for r in ok.itertuples()
                     if results.flag(r.verified) is False],
-        checks=_checks(results.load_checks(run_dir)))
+        checks=_checks(tables.checks))
 
 
 def _checks(checks) -> list[dict]:
@@ -192,10 +211,6 @@ def _checks(checks) -> list[dict]:
                       "first_divergence": worst["first_divergence"] if isinstance(worst["first_divergence"], str)
                       else None})
     return found
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _headlines(workloads: list[Workload]) -> list[Workload]:
@@ -486,7 +501,8 @@ def _html_table(rows: list[str]) -> str:
 # writing
 
 
-def write(run_dir: str | os.PathLike, *, plots: bool = True, processes: int = 1) -> list[Path]:
+def write(run_dir: str | os.PathLike, *, plots: bool = True, processes: int = 1,
+          summary: Summary | None = None) -> list[Path]:
     """Write report.md, report.html and plots/<name>.png and .svg into the run folder; returns the paths.
 
     Every file is written atomically (a reader sees the old file or the new one). With plots=False
@@ -499,12 +515,15 @@ def write(run_dir: str | os.PathLike, *, plots: bool = True, processes: int = 1)
     point with `if __name__ == "__main__":`; where workers cannot start, the figures are drawn here.
     The PNGs are byte-identical either way; the SVGs differ only in how their font glyphs are
     numbered.
+
+    summary, when given, is summarize(run_dir)'s, which the caller has already made.
     """
     run_dir = Path(run_dir)
-    summary = summarize(run_dir)
+    tables = _read(run_dir)
+    summary = summary or _summarize(run_dir, tables)
     drawn: list[tuple[int, str, str, str, bytes, bytes]] = []
     if plots:
-        drawn = _draw_in_workers(run_dir, processes) if processes > 1 else _draw_share((str(run_dir), 0, 1))
+        drawn = _draw_in_workers(run_dir, processes) if processes > 1 else _draw(tables, 0, 1)
     written: list[Path] = []
     images, plot_files = {}, []
     for _, name, title, caption, png, svg in drawn:
@@ -536,16 +555,21 @@ def _draw_in_workers(run_dir: Path, processes: int) -> list[tuple]:
             shares = list(pool.map(_draw_share, jobs))
     except (concurrent.futures.process.BrokenProcessPool, OSError, RuntimeError):
         # a worker that cannot start (no importable main module, a sandbox without processes): draw here
-        shares = [_draw_share((str(run_dir), 0, 1))]
+        shares = [_draw(_read(run_dir), 0, 1)]
     return sorted((d for share in shares for d in share), key=lambda d: d[0])
 
 
 def _draw_share(job: tuple[str, int, int]) -> list[tuple]:
+    """In a worker process: read the run, and draw its share (_draw)."""
+    run_dir, k, n = job
+    return _draw(_read(run_dir), k, n)
+
+
+def _draw(tables: _Tables, k: int, n: int) -> list[tuple]:
     """Build every plot of the run and draw the k-th of every n: [(index, name, title, caption, png, svg)]."""
     from . import plots as plotting
 
-    run_dir, k, n = job
-    figures = plotting.plots(results.load(run_dir), results.load_checks(run_dir), results.read_run(run_dir))
+    figures = plotting.plots(tables.df, tables.checks, tables.run)
     drawn = []
     for index, plot in enumerate(figures):
         if index % n != k:

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
+    "FAILED",
     "CELL_FIELDS",
     "COLUMNS",
     "RUN_FILE",
@@ -70,7 +71,10 @@ __all__ = [
     "CHECK_COLUMNS",
     "load_checks",
     "write_table",
+    "WORKLOAD",
     "flag",
+    "plain",
+    "peak_for",
 ]
 
 SCHEMA_VERSION = 1
@@ -81,9 +85,13 @@ TABLE_FILE = "cells.csv"
 
 # What became of a cell. Only 'ok' cells have samples and statistics.
 STATUSES = ("ok", "skipped", "error", "timeout", "oom", "crashed")
+# The statuses of a cell that was attempted and failed (skipped is not a failure).
+FAILED = ("error", "timeout", "oom", "crashed")
 
 # The fields of a cell (harness.suites.Cell), in the order of the table's columns.
 CELL_FIELDS = ("model", "framework", "device", "dtype", "mode", "batch_size", "phase", "threads")
+# A workload: a cell without its framework and mode, what the contenders of a comparison share.
+WORKLOAD = ("model", "device", "dtype", "batch_size", "phase", "threads")
 
 # What an older run.json or cell file may lack, and the value a reader sees instead. A field added
 # to the format gets its default here, so that files written before it stay readable.
@@ -547,8 +555,8 @@ def _row(run_id: str, key: str, doc: Mapping, peaks: Mapping, raw: bool) -> dict
     row["samples_per_s"] = throughput(batch, median) if batch and median > 0 else math.nan
     row["flops"] = flops
     row["gflops_per_s"] = flops / median / 1e9 if median > 0 else math.nan
-    peak = _float(_peak_for(str(cell.get("device")), peaks))
-    row["peak_share"] = row["gflops_per_s"] / peak if peak > 0 else math.nan
+    peak = peak_for(str(cell.get("device")), peaks)
+    row["peak_share"] = row["gflops_per_s"] / peak if peak else math.nan
     for name in ("first_call_s", "warmup_calls", "iters_per_sample", "peak_memory_bytes", "memory_kind", "how",
                  "started", "seconds"):
         row[name] = doc.get(name)
@@ -564,6 +572,11 @@ def flag(value: Any) -> bool | None:
     return bool(value)
 
 
+def plain(value: Any) -> Any:
+    """A value read from a DataFrame as a plain Python one (NumPy int64 -> int), for JSON and dataclasses."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def _pd_na() -> Any:
     import pandas as pd
 
@@ -574,12 +587,18 @@ def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _peak_for(device: str, peaks: Mapping) -> Any:
-    """The peak GFLOP/s measured for device; 'cuda' and 'cuda:0' name the same device."""
-    if device in peaks:
-        return peaks[device]
-    alias = {"cuda": "cuda:0", "cuda:0": "cuda"}.get(device)
-    return peaks.get(alias) if alias else None
+def peak_for(device: str, peaks: Mapping) -> float | None:
+    """The peak GFLOP/s run.json's "peak_gflops" holds for device ('cuda' and 'cuda:0' name the same
+    device), or None when it has none that is a positive number."""
+    value = peaks.get(device)
+    if value is None:
+        alias = {"cuda": "cuda:0", "cuda:0": "cuda"}.get(device)
+        value = peaks.get(alias) if alias else None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def write_table(run_dir: str | os.PathLike) -> Path:
