@@ -201,7 +201,7 @@ def _suite(path: Path) -> Path:
         'name = "busy"\nmodels = ["linear_regression", "mlp"]\nframeworks = ["steady", "slowed"]\n'
         'devices = ["cpu"]\ndtypes = ["float32"]\nmodes = ["eager"]\nbatch_sizes = [4]\n'
         'phases = ["forward", "forward_backward", "train_step"]\nthreads = [1]\nverify = false\n'
-        "[timing]\nsamples = 12\nrounds = 4\nwarmup = 1\nmin_sample_s = 0.004\ncell_timeout_s = 60\n")
+        "[timing]\nsamples = 24\nrounds = 6\nwarmup = 1\nmin_sample_s = 0.004\ncell_timeout_s = 60\n")
     return path
 
 
@@ -237,7 +237,7 @@ def test_a_planted_30_percent_slowdown_is_reported_exactly(busy_runs):
     c = compare.compare_runs(base, slowed)
     expected = {k for k, v in results.finished_cells(base).items() if v["cell"]["framework"] == "slowed"}
     assert len(expected) == 6
-    assert {x.key for x in c.regressions} == expected
+    assert {x.key for x in c.regressions} == expected, [(x.key, x.ratio, x.p_adjusted) for x in c.changes]
     assert c.improvements == [] and c.broken == []
     for x in c.regressions:
         assert x.ratio == pytest.approx(1.3, abs=0.1), x
