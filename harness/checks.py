@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +23,9 @@ import reference_impl as ri
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
 from . import adapters
-from .adapters.base import Adapter, BuiltModel, Unavailable, parse_device
+from .adapters.base import Adapter, BuiltModel, Unavailable
+from .cells import DTYPES, parse_device
+from .errors import BadInput, UnknownName
 
 __all__ = [
     "Tolerance",
@@ -34,6 +37,7 @@ __all__ = [
     "tolerance_for",
     "check_cell",
     "check_model",
+    "check_all",
     "ReferenceRun",
 ]
 
@@ -161,6 +165,14 @@ class CheckResult:
         if bad:
             return bad[0]
         return max(finite, key=lambda t: t.normwise / t.normwise_tol, default=None)
+
+    def verdict(self) -> dict:
+        """What a timed cell stores of its check (CellRecord.check): the status, where it parts from
+        the reference, the worst tensor, the reason, and every tensor (for the equivalence plot)."""
+        worst = self.worst
+        return {"status": self.status, "first_divergence": self.first_divergence,
+                "worst_tensor": worst.tensor if worst else None, "worst_normwise": worst.normwise if worst else None,
+                "reason": self.reason, "tensors": self.to_dict()["tensors"]}
 
     def to_dict(self) -> dict:
         return {
@@ -327,3 +339,53 @@ def check_model(model: BuiltModel, reference: ReferenceRun, *, repeats: int = 2,
         result.nondeterminism = worst
     result.seconds = time.perf_counter() - start
     return result
+
+
+def check_all(models: Iterable[str] = (), frameworks: Iterable[str] = (), dtypes: Iterable[str] = (),
+              devices: Iterable[str] = (), modes: Iterable[str] = (), *, batch: int = CHECK_BATCH, steps: int = 3,
+              seed: int = 0) -> Iterator[CheckResult]:
+    """`bench check`: every model x framework x device x dtype x mode named (each axis empty = all;
+    devices empty = cpu), one CheckResult per cell, yielded as each is checked.
+
+    Every name is validated before anything runs (UnknownName, BadInput). A framework that cannot be
+    loaded is one 'error' result per model, device and dtype; a mode is run by the frameworks that
+    have it.
+    """
+    models, frameworks, dtypes, devices, modes = map(tuple, (models, frameworks, dtypes, devices, modes))
+    _known("model", models, ri.models.names())
+    _known("framework", frameworks, adapters.names())
+    _known("dtype", dtypes, DTYPES)
+    for device in devices:
+        try:
+            parse_device(device)
+        except ValueError as e:
+            raise BadInput(str(e), key="--device", value=device, choices=("cpu", "cuda", "cuda:N")) from None
+    loaded: dict[str, Adapter | Exception] = {}
+    for name in frameworks or adapters.names():
+        try:
+            loaded[name] = adapters.get(name)
+        except (ImportError, TypeError) as e:
+            loaded[name] = e
+    _known("mode", modes, sorted({m for a in loaded.values() if not isinstance(a, Exception) for m in a.modes}))
+    return _check_all(models or tuple(ri.models.names()), loaded, dtypes or DTYPES, devices or ("cpu",), modes,
+                      batch, steps, seed)
+
+
+def _known(what: str, given: tuple, valid) -> None:
+    for value in given:
+        if value not in valid:
+            raise UnknownName(what, value, list(valid), key=f"--{what}" if what != "model" else None)
+
+
+def _check_all(models, loaded, dtypes, devices, modes, batch, steps, seed) -> Iterator[CheckResult]:
+    for model_name in models:
+        spec = ri.models.get(model_name)
+        reference = ReferenceRun(spec, ri.init_weights(spec, seed, np.float64), batch, seed, steps)
+        for fw_name, adapter in loaded.items():
+            for device in devices:
+                for dtype in dtypes:
+                    if isinstance(adapter, Exception):
+                        yield CheckResult(model_name, fw_name, device, dtype, "-", "error", reason=str(adapter))
+                        continue
+                    for mode in [m for m in adapter.modes if not modes or m in modes]:
+                        yield check_cell(adapter, reference, device=device, dtype=dtype, mode=mode)

@@ -1,32 +1,40 @@
-"""The `bench` command line: thin commands over the library. The only module that prints."""
+"""The `bench` command line: thin commands over the library. The only module that prints or picks paths.
+
+Each command builds its inputs, calls one library function, and prints what comes back. Bad input
+is harness.errors.BadInput wherever it is found (a suite file, a run folder, a name): `_Command`
+turns it into a one-line message and exit status 2, in this one place. Anything else that is raised is a
+bug, and shows as one (a traceback, exit status 1).
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import shutil
 import sys
-import time
 
 import click
 
 from . import __version__
+from .errors import BadInput
 
 __all__ = ["main", "cli"]
 
 
-class _Group(click.Group):
-    """Library errors become one-line messages and exit code 2; --debug shows the traceback."""
+class _Command(click.Command):
+    """Bad input (harness.errors.BadInput) becomes a one-line message naming the command's usage, and
+    exit code 2; --debug shows the traceback. Nothing else is caught: a programming error is not a
+    usage error."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (KeyError, ValueError, TypeError, OSError) as e:
-            if ctx.obj and ctx.obj.get("debug"):
+        except BadInput as e:
+            if ctx.find_root().obj and ctx.find_root().obj.get("debug"):
                 raise
-            message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-            raise click.UsageError(str(message), ctx) from e
+            raise click.UsageError(str(e), ctx) from e
+
+
+class _Group(click.Group):
+    command_class = _Command
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,54 +60,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-def _num(value, fmt: str) -> str:
-    return "-" if value is None or value != value else format(value, fmt)  # None or NaN -> '-'
-
-
-def _si(n: float) -> str:
-    """27, 14.2k, 5.67M: a count a person reads at a glance."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:g}"
-
-
-def _model_rows() -> list[dict]:
-    from reference_impl import models
-
-    return [
-        {
-            "name": spec.name,
-            "params": spec.num_params,
-            "flops_per_sample": spec.flops_per_sample,
-            "input_shape": list(spec.input_shape),
-            "loss": spec.loss,
-            "optimizer": spec.optimizer.kind,
-            "summary": spec.summary,
-        }
-        for spec in models.all_specs()
-    ]
-
-
-def _framework_rows() -> list[dict]:
-    from . import adapters
-
-    rows = []
-    for name in adapters.names():
-        try:
-            adapter = adapters.get(name)
-        except (ImportError, TypeError) as e:  # a broken plugin is reported, not fatal
-            rows.append({"name": name, "available": False, "version": None, "modes": [], "reason": str(e)})
-            continue
-        try:
-            status = adapter.availability()
-        except Exception as e:  # the contract says never raise; a plugin may still do it
-            rows.append({"name": name, "available": False, "version": None, "modes": list(adapter.modes),
-                         "reason": f"availability() raised {type(e).__name__}: {e}"})
-            continue
-        rows.append({"name": name, "available": status.available, "version": status.version,
-                     "modes": list(adapter.modes), "reason": status.reason})
-    return rows
+def _style(text: str, status: str) -> str:
+    color = {"pass": "green", "fail": "red", "error": "red", "skip": "yellow"}.get(status)
+    return click.style(text, fg=color) if color else text
 
 
 @cli.command("list")
@@ -113,34 +76,15 @@ def list_cmd(fmt: str) -> None:
     Frameworks are found without importing them; plugins registered under the entry-point group
     'harness.adapters' are listed too.
     """
-    models, frameworks = _model_rows(), _framework_rows()
+    from . import catalogue
+    from .report import text
+
+    models, frameworks = catalogue.model_rows(), catalogue.framework_rows()
     if fmt == "json":
         click.echo(json.dumps({"models": models, "frameworks": frameworks}, indent=2))
         return
-    click.echo(f"Models ({len(models)})")
-    click.echo(f"  {'name':<20} {'params':>8} {'FLOPs/sample':>12}  {'input':<8} {'loss':<32} summary")
-    for m in models:
-        shape = "x".join(map(str, m["input_shape"]))
-        click.echo(f"  {m['name']:<20} {m['params']:>8,} {_si(m['flops_per_sample']):>12}  "
-                   f"{shape:<8} {m['loss']:<32} {m['summary']}")
-    click.echo("")
-    click.echo(f"Frameworks ({sum(f['available'] for f in frameworks)} of {len(frameworks)} available)")
-    for f in frameworks:
-        if f["available"]:
-            state = f"available   {f['version'] or '?':<12} modes: {', '.join(f['modes'])}"
-        else:
-            state = f"unavailable {f['reason']}"
-        click.echo(f"  {f['name']:<12} {state}")
-
-
-# --------------------------------------------------------------------------------------------
-# bench check
-
-
-def _validate(values: tuple[str, ...], valid: list[str], what: str) -> None:
-    bad = [v for v in values if v not in valid]
-    if bad:
-        raise click.UsageError(f"unknown {what} {', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
+    for line in text.catalogue_lines(models, frameworks):
+        click.echo(line)
 
 
 @cli.command("check")
@@ -172,215 +116,71 @@ def check_cmd(models, frameworks, dtypes, devices, modes, batch, steps, seed, fm
       bench check mnist_cnn lenet5 --framework torch --framework tensorflow --dtype float32
       bench check mlp --mode eager --format json
     """
-    import numpy as np
+    from . import checks
+    from .report import text
 
-    import reference_impl as ri
-
-    from . import adapters, checks
-    from .adapters.base import DTYPES, parse_device
-
-    _validate(models, ri.models.names(), "model")
-    _validate(frameworks, adapters.names(), "framework")
-    _validate(dtypes, list(DTYPES), "dtype")
-    for device in devices:
-        try:
-            parse_device(device)
-        except ValueError as e:
-            raise click.UsageError(str(e)) from None
-    chosen = list(frameworks) or adapters.names()
-    loaded = {}
-    for name in chosen:
-        try:
-            loaded[name] = adapters.get(name)
-        except (ImportError, TypeError) as e:
-            loaded[name] = e
-    all_modes = sorted({m for a in loaded.values() if not isinstance(a, Exception) for m in a.modes})
-    _validate(modes, all_modes, "mode")
-
-    results: list[checks.CheckResult] = []
+    checked = []
+    cells = checks.check_all(models, frameworks, dtypes, devices, modes, batch=batch, steps=steps, seed=seed)
     if fmt == "table":
-        click.echo(_CELL_HEADER)
-    for model_name in models or ri.models.names():
-        spec = ri.models.get(model_name)
-        weights = ri.init_weights(spec, seed, np.float64)
-        reference = checks.ReferenceRun(spec, weights, batch, seed, steps)
-        for fw_name, adapter in loaded.items():
-            for device in devices or ("cpu",):
-                for dtype in dtypes or DTYPES:
-                    if isinstance(adapter, Exception):
-                        results.append(checks.CheckResult(model_name, fw_name, device, dtype, "-", "error",
-                                                          reason=str(adapter)))
-                        continue
-                    for mode in [m for m in adapter.modes if not modes or m in modes]:
-                        result = checks.check_cell(adapter, reference, device=device, dtype=dtype, mode=mode)
-                        results.append(result)
-                        if fmt == "table":
-                            _print_cell(result, verbose)
+        click.echo(text.CHECK_HEADER)
+    for result in cells:
+        checked.append(result)
+        if fmt == "table":
+            for line in text.check_lines(result, verbose, _style):
+                click.echo(line)
     if fmt == "json":
-        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+        click.echo(json.dumps([r.to_dict() for r in checked], indent=2))
     elif fmt == "csv":
-        click.echo(_csv(results), nl=False)
+        click.echo(text.checks_csv(checked), nl=False)
     else:
-        _print_summary(results)
-    if any(r.status in ("fail", "error") for r in results):
+        for line in text.check_summary_lines(checked, _style):
+            click.echo(line)
+    if any(r.status in ("fail", "error") for r in checked):
         sys.exit(1)
 
 
-_CELL_HEADER = (f"{'model':<20} {'framework':<11} {'device':<7} {'dtype':<8} {'mode':<9} {'status':<6} "
-                f"{'worst tensor':<24} {'normwise':>8} {'determ.':>8} {'time':>6}  first divergence")
+class _Progress:
+    """bench run's progress: on a terminal, one bar (cells done, time left, the current cell) that
+    click redraws in place; elsewhere, one plain line per finished cell."""
 
-
-def _print_cell(r, verbose: bool) -> None:
-    worst = r.worst
-    worst_name = worst.tensor if worst else "-"
-    normwise = _num(worst.normwise, ".1e") if worst else "-"
-    determ = {True: "bitwise", False: _num(r.nondeterminism, ".1e"), None: "-"}[r.deterministic]
-    color = {"pass": "green", "fail": "red", "error": "red", "skip": "yellow"}[r.status]
-    status = click.style(f"{r.status:<6}", fg=color)
-    tail = r.first_divergence or ""
-    if r.status == "skip" or r.status == "error":
-        worst_name, normwise, tail = "-", "-", r.reason
-    click.echo(f"{r.model:<20} {r.framework:<11} {r.device:<7} {r.dtype:<8} {r.mode:<9} {status} "
-               f"{worst_name:<24} {normwise:>8} {determ:>8} {r.seconds:>5.1f}s  {tail}")
-    shown = r.tensors if verbose else r.failures
-    for t in shown:
-        mark = "ok  " if t.passed else "FAIL"
-        note = f"  {t.note}" if t.note else ""
-        click.echo(f"      {mark} {t.tensor:<28} shape {str(t.shape):<16} max|a-b| {_num(t.max_abs, '.1e'):>8} "
-                   f"(atol {_num(t.atol, '.1e')} + rtol {t.rtol:g}*|b|)  normwise {_num(t.normwise, '.1e'):>8} "
-                   f"(<= {t.normwise_tol:g}){note}")
-
-
-def _print_summary(results) -> None:
-    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error", "skip")}
-    click.echo("")
-    click.echo(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(results)} cells")
-    skipped = {}
-    for r in results:
-        if r.status == "skip":
-            skipped.setdefault(r.reason, []).append(f"{r.model}/{r.framework}/{r.device}/{r.dtype}/{r.mode}")
-    for reason, cells in skipped.items():
-        click.echo(f"skipped {len(cells)}: {reason}")
-    for r in results:
-        if r.status in ("fail", "error"):
-            where = f" first divergence: {r.first_divergence}" if r.first_divergence else ""
-            click.echo(click.style(f"{r.status.upper()}: {r.model}/{r.framework}/{r.device}/{r.dtype}/{r.mode}"
-                                   f"{where} {r.reason}", fg="red"))
-
-
-def _csv(results) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["model", "framework", "device", "dtype", "mode", "status", "tensor", "stage", "layer",
-                     "shape", "max_abs", "normwise", "atol", "rtol", "normwise_tol", "passed", "note",
-                     "first_divergence", "deterministic", "reason"])
-    for r in results:
-        rows = r.tensors or [None]
-        for t in rows:
-            writer.writerow([
-                r.model, r.framework, r.device, r.dtype, r.mode, r.status,
-                *(("", "", "", "", "", "", "", "", "", "", "") if t is None else (
-                    t.tensor, t.stage, t.layer or "", "x".join(map(str, t.shape)), t.max_abs, t.normwise,
-                    t.atol, t.rtol, t.normwise_tol, t.passed, t.note)),
-                r.first_divergence or "", r.deterministic, r.reason,
-            ])
-    return buf.getvalue()
-
-
-# --------------------------------------------------------------------------------------------
-# bench run
-
-
-class _ProgressPrinter:
-    """A one-line progress bar on a terminal; one plain line per finished cell otherwise."""
-
-    def __init__(self, tty: bool) -> None:
-        self.tty, self.current, self.started = tty, None, time.monotonic()
-        self.total = self.done = self.done_before = 0
+    def __init__(self, file=None) -> None:
+        self.file = file  # None: standard output
+        self.bar = None
+        self.total = 0
 
     def __call__(self, event: str, **d) -> None:
         if event == "start":
-            self.total, self.done, self.done_before = d["total"], d["done"], d["done"]
+            self.total = d["total"]
             if d["done"]:
-                click.echo(f"resuming: {d['done']} of {d['total']} cells already done, {d['todo']} to run")
-        elif event == "cell":
-            self.current = d["cell"]
-            if self.tty:
-                self._bar()
+                click.echo(f"resuming: {d['done']} of {d['total']} cells already done, {d['todo']} to run",
+                           file=self.file)
+            stream = self.file or sys.stdout
+            if stream.isatty() and d["todo"]:
+                self.bar = click.progressbar(length=d["todo"], label="cells", show_pos=True, show_eta=True,
+                                             item_show_func=lambda cell: cell.key if cell else None, file=self.file)
+                self.bar.__enter__()
+        elif event == "cell" and self.bar is not None:
+            self.bar.update(0, d["cell"])
         elif event == "done":
-            self.done = d["done"]
-            cell, record = d["cell"], d["record"]
-            if self.tty:
-                self._bar()
+            if self.bar is not None:
+                self.bar.update(1, d["cell"])
             else:
-                click.echo(f"[{self.done}/{self.total}] {cell.key}: {_cell_outcome(record)}")
-        elif event == "finish" and self.tty:
-            click.echo("\r\033[K", nl=False)
-
-    def _bar(self) -> None:
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        elapsed = time.monotonic() - self.started
-        ran = self.done - self.done_before
-        left = elapsed / ran * (self.total - self.done) if ran else float("nan")
-        eta = "?" if left != left else f"{int(left) // 60}:{int(left) % 60:02d}"
-        current = self.current.key if self.current else ""
-        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} cells, "
-                f"{int(elapsed) // 60}:{int(elapsed) % 60:02d} elapsed, ~{eta} left  {current}")
-        click.echo("\r\033[K" + line[: shutil.get_terminal_size((120, 20)).columns - 1], nl=False)
+                click.echo(f"[{d['done']}/{self.total}] {d['cell'].key}: {_outcome(d['record'])}", file=self.file)
+        elif event == "finish" and self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
-def _cell_outcome(record: dict) -> str:
-    if record["status"] != "ok":
-        return f"{record['status']}: {record['reason']}"
-    samples = sorted(record["samples_s"])
-    median = samples[len(samples) // 2] if samples else float("nan")
-    verified = {True: "", False: " UNVERIFIED", None: ""}[record.get("verified")]
-    return f"median {median * 1e3:.3f} ms over {len(samples)} samples{verified}"
+def _outcome(record) -> str:
+    """A finished cell in a few words: its median and sample count, or what became of it."""
+    if record.status != "ok":
+        return f"{record.status}: {record.reason}"
+    from .fmt import num
 
-
-def _summary_table(df, run: dict) -> str:
-    """The end-of-run table of a run's load() and read_run(): one line per cell that ran, fastest
-    first within each workload."""
-    from . import results
-
-    if df.empty:
-        return "no cells"
-    env = run.get("environment") or {}
-    cpu = env.get("cpu") or {}
-    peaks = ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in (run.get("peak_gflops") or {}).items())
-    lines = [f"machine: {cpu.get('model')}, {cpu.get('logical_cores')} cores; float32 matmul peak: {peaks or '-'}"]
-    ok = df[df["status"] == "ok"].copy()
-    header = (f"{'model':<20} {'batch':>5} {'phase':<16} {'framework':<11} {'mode':<9} {'dtype':<8} {'thr':>3} "
-              f"{'median ms':>10} {'95% CI ms':>19} {'samples/s':>11} {'GFLOP/s':>8} {'%peak':>5} {'vs best':>7}"
-              "  flags")
-    lines.append(header)
-    group = ["model", "batch_size", "phase", "dtype", "device", "threads"]
-    for _, g in ok.groupby(group, sort=False):
-        best = g["median_s"].min()
-        for _, r in g.sort_values("median_s").iterrows():
-            flags = []
-            if results.flag(r.get("noisy")) is True:
-                flags.append("noisy")
-            if results.flag(r.get("verified")) is False:
-                flags.append("UNVERIFIED")
-            if results.flag(r.get("threads_verified")) is False:
-                flags.append("THREADS")
-            if results.flag(r.get("phase_sum_flag")) is True:
-                flags.append(f"fwd+bwd={r['phase_sum_ratio']:.2f}x fb")
-            lines.append(
-                f"{r['model']:<20} {r['batch_size']:>5} {r['phase']:<16} {r['framework']:<11} {r['mode']:<9} "
-                f"{r['dtype']:<8} {r['threads']:>3} {r['median_s'] * 1e3:>10.3f} "
-                f"{f'[{r.ci_low_s * 1e3:.3f}, {r.ci_high_s * 1e3:.3f}]':>19} {r['samples_per_s']:>11,.0f} "
-                f"{_num(r['gflops_per_s'], '.1f'):>8} {_num(100 * r['peak_share'], '.0f'):>5} "
-                f"{r['median_s'] / best:>6.2f}x  {' '.join(flags)}")
-    others = df[df["status"] != "ok"]
-    if len(others):
-        lines.append("")
-        for _, r in others.iterrows():
-            lines.append(f"{r['status']:<8} {r['model']}/{r['framework']}/{r['device']}/{r['dtype']}/{r['mode']}/"
-                         f"b{r['batch_size']}/{r['phase']}/t{r['threads']}: {r['reason']}")
-    return "\n".join(lines)
+    stats = record.stats()
+    verified = " UNVERIFIED" if record.verified is False else ""
+    median = stats.median * 1e3 if stats else float("nan")
+    return f"median {num(median, '.3f')} ms over {len(record.samples_s)} samples{verified}"
 
 
 @cli.command("run")
@@ -409,67 +209,51 @@ def run_cmd(suite, resume, results_dir, export, with_report) -> None:
       bench run smoke --no-report
     """
     from . import results, runner, suites
+    from .report import text
 
     if resume:
         if suite:
             raise click.UsageError("give a SUITE or --resume RUN, not both")
-        try:
-            loaded, run_dir = runner.resume_run(resume)
-        except (results.ResultsError, suites.SuiteError) as e:
-            raise click.UsageError(str(e)) from None
+        loaded, run_dir = runner.resume_run(resume)
     else:
         if not suite:
             raise click.UsageError(f"which suite? available: {', '.join(suites.available())}")
-        try:
-            loaded = suites.load(suite)
-        except suites.SuiteError as e:
-            raise click.UsageError(str(e)) from None
+        loaded = suites.load(suite)
         run_dir = runner.start_run(loaded, results_dir)
     click.echo(f"run {run_dir}  (suite {loaded.name}: {len(loaded.cells())} cells)")
-    printer = _ProgressPrinter(sys.stdout.isatty())
     try:
-        summary = runner.run_suite(loaded, run_dir, progress=printer)
+        summary = runner.run_suite(loaded, run_dir, progress=_Progress())
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: every finished cell is kept; finish with: bench run --resume {run_dir}")
         sys.exit(130)
-    df = results.load(run_dir)
-    click.echo(_summary_table(df, results.read_run(run_dir)))
+    run = summary.run
+    click.echo(text.run_table(run))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing to run"
     click.echo(f"\n{counts}; {summary.seconds:.0f} s; results in {run_dir}")
     if export:
         from .pytest_benchmark import export_run
 
-        export_run(run_dir, export)
+        export_run(run, export)
         click.echo(f"pytest-benchmark JSON: {export}")
     if with_report:
-        _write_report(run_dir)
+        _write_report(run)
+    df = run.table()
     failed = bool(df["status"].isin(results.FAILED).any())
     unverified = any(results.flag(v) is False for v in df["verified"])
     if failed or unverified:
         sys.exit(1)
 
 
-def _drawing_processes() -> int:
-    """Worker processes for drawing a report's figures: one per CPU this process may use, at most 4
-    (past that, building the figures in each worker costs more than the drawing it shares)."""
-    import os
-
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on macOS or Windows
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus))
-
-
-def _write_report(run_dir, plots: bool = True, summary=None) -> bool:
+def _write_report(run, plots: bool = True, summary=None) -> bool:
     """Write the report of a finished run; a failure is printed, never fatal: the results are safe."""
-    from . import report
+    from . import metadata, report
 
+    processes = max(1, min(4, metadata.usable_cpus()))  # past 4, building each worker's figures costs more
     try:
-        paths = report.write(run_dir, plots=plots, processes=_drawing_processes(), summary=summary)
+        paths = report.write(run, plots=plots, processes=processes, summary=summary)
     except Exception as e:  # a plotting bug must not cost the run its exit status or its results
         click.echo(click.style(f"the report could not be written: {type(e).__name__}: {e}; the results are "
-                               f"complete: retry with `bench report {run_dir}` (--debug shows the traceback)",
+                               f"complete: retry with `bench report {run.path}` (--debug shows the traceback)",
                                fg="red"), err=True)
         return False
     html = next(p for p in paths if p.name == report.REPORT_HTML)
@@ -477,10 +261,6 @@ def _write_report(run_dir, plots: bool = True, summary=None) -> bool:
     drawn = f"{figures} plots as PNG and SVG in {html.parent / report.PLOTS_DIR}" if plots else "no plots"
     click.echo(f"report: {html} (and {report.REPORT_MD}; {drawn})")
     return True
-
-
-# --------------------------------------------------------------------------------------------
-# bench report, bench compare
 
 
 @cli.command("report")
@@ -500,14 +280,13 @@ def report_cmd(run, plots) -> None:
       bench report results/20261123-184512-quick --no-plots
     """
     from . import report, results
+    from .report import document, md
 
-    try:
-        summary = report.summarize(run)
-    except results.ResultsError as e:
-        raise click.UsageError(str(e)) from None
-    for line in report.summary_lines(summary):
-        click.echo(line.replace("**", "").replace("`", ""))
-    if not _write_report(run, plots=plots, summary=summary):
+    loaded = results.read(run)
+    summary = report.summarize(loaded)
+    for line in md.plain_lines(document.summary_blocks(summary)):
+        click.echo(line)
+    if not _write_report(loaded, plots=plots, summary=summary):
         sys.exit(1)
 
 
@@ -548,18 +327,16 @@ def compare_cmd(run_a, run_b, min_effect, alpha, correction, force, relative_to,
       bench compare results/a results/b --relative-to reference   on a shared, drifting machine
     """
     from . import compare
+    from .report import comparison
 
-    try:
-        result = compare.compare_runs(run_a, run_b, min_effect=min_effect, alpha=alpha, force=force,
-                                      relative_to=relative_to, correction=correction)
-    except compare.IncomparableRuns as e:
-        raise click.UsageError(str(e)) from None
+    result = compare.compare_runs(run_a, run_b, min_effect=min_effect, alpha=alpha, force=force,
+                                  relative_to=relative_to, correction=correction)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif fmt == "markdown":
-        click.echo(compare.markdown(result, show_all=show_all))
+        click.echo(comparison.markdown(result, show_all=show_all))
     else:
-        click.echo(compare.text(result, show_all=show_all))
+        click.echo(comparison.text(result, show_all=show_all))
     if result.failed:
         sys.exit(1)
 

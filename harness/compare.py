@@ -38,9 +38,12 @@ from typing import Any
 import numpy as np
 
 from . import metadata, results, stats
+from .cells import CELL_FIELDS, FAILED, WORKLOAD_FIELDS
+from .errors import BadInput, UnknownName
+from .results import Run
 
 __all__ = ["DEFAULT_MIN_EFFECT", "DEFAULT_ALPHA", "CORRECTIONS", "IncomparableRuns", "CellChange", "Broken",
-           "Comparison", "compare_runs", "holm", "environment_differences", "text", "markdown"]
+           "Comparison", "compare_runs", "holm", "environment_differences"]
 
 DEFAULT_MIN_EFFECT = 0.10
 DEFAULT_ALPHA = 0.05
@@ -155,11 +158,12 @@ def environment_differences(run_a: dict, run_b: dict) -> tuple[list[tuple[str, A
     return refusing, informing
 
 
-def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effect: float = DEFAULT_MIN_EFFECT,
-                 alpha: float = DEFAULT_ALPHA, force: bool = False, relative_to: str | None = None,
-                 correction: str = "holm") -> Comparison:
+def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike, *,
+                 min_effect: float = DEFAULT_MIN_EFFECT, alpha: float = DEFAULT_ALPHA, force: bool = False,
+                 relative_to: str | None = None, correction: str = "holm") -> Comparison:
     """Compare run B with run A (the baseline), cell by cell. See the module docstring.
 
+    run_a and run_b are Runs already read (harness.results.read), or their folders, read here once.
     With relative_to (a framework both runs timed, e.g. 'reference'), each cell's time is divided,
     sample by sample, by the time of that framework's cell of the same workload in the same
     round, and those ratios are compared instead of seconds: a slowdown of the whole machine
@@ -167,36 +171,39 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effe
     is the framework's own change. The control framework's own cells are not compared.
 
     Raises IncomparableRuns when the runs' machines, versions or settings differ and not force;
-    ValueError for a min_effect or alpha out of range; results.ResultsError for a folder that is
-    not a run.
+    BadInput for a min_effect, alpha, correction or relative_to that cannot be used;
+    results.ResultsError for a folder that is not a run.
     """
     if not 0 <= min_effect < 10:
-        raise ValueError(f"min_effect must be a fraction between 0 and 10, got {min_effect}: e.g. 0.10 for 10%")
+        raise BadInput(f"min_effect must be a fraction between 0 and 10, got {min_effect}: e.g. 0.10 for 10%",
+                       key="min_effect", value=min_effect)
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}: e.g. 0.05")
+        raise BadInput(f"alpha must lie strictly between 0 and 1, got {alpha}: e.g. 0.05", key="alpha", value=alpha)
     if correction not in CORRECTIONS:
-        raise ValueError(f"unknown correction {correction!r}; valid: {', '.join(CORRECTIONS)}")
-    doc_a, doc_b = results.read_run(run_a), results.read_run(run_b)
-    refusing, informing = environment_differences(doc_a, doc_b)
+        raise UnknownName("correction", correction, CORRECTIONS)
+    run_a = run_a if isinstance(run_a, Run) else results.read(run_a)
+    run_b = run_b if isinstance(run_b, Run) else results.read(run_b)
+    name_a, name_b = str(run_a.path), str(run_b.path)
+    refusing, informing = environment_differences(run_a.meta, run_b.meta)
     if refusing and not force:
         lines = "\n".join(f"  {f}: {a!r} in A, {b!r} in B" for f, a, b in refusing)
-        raise IncomparableRuns(f"{run_a} and {run_b} were measured on different machines, framework versions "
+        raise IncomparableRuns(f"{name_a} and {name_b} were measured on different machines, framework versions "
                                f"or settings, so their timings are not comparable:\n{lines}\n"
                                "compare them anyway with --force (the differences are printed with the result)")
-    a = results.load(run_a, raw=True).set_index("key", drop=False)
-    b = results.load(run_b, raw=True).set_index("key", drop=False)
+    a = run_a.table(raw=True).set_index("key", drop=False)
+    b = run_b.table(raw=True).set_index("key", drop=False)
     if relative_to is not None:
         for name, df in (("A", a), ("B", b)):
             if not ((df["framework"] == relative_to) & (df["status"] == "ok")).any():
-                found = ", ".join(sorted(df["framework"].unique())) or "none"
-                raise ValueError(f"--relative-to {relative_to!r}: run {name} has no finished cell of that framework; "
-                                 f"its frameworks: {found}")
+                found = tuple(sorted(df["framework"].unique()))
+                raise UnknownName("framework", relative_to, found or ("none",), key="--relative-to",
+                                  hint=f": run {name} has no finished cell of it")
         a, b = _relative(a, relative_to), _relative(b, relative_to)
     measured, broken = [], []
     for key in a.index.intersection(b.index):
         ra, rb = a.loc[key], b.loc[key]
-        cell = {name: results.plain(ra[name]) for name in results.CELL_FIELDS}
-        if ra["status"] == "ok" and rb["status"] in results.FAILED:
+        cell = {name: results.plain(ra[name]) for name in CELL_FIELDS}
+        if ra["status"] == "ok" and rb["status"] in FAILED:
             broken.append(Broken(key, cell, "ok", rb["status"], str(rb["reason"])))
             continue
         no_longer_verified = results.flag(ra["verified"]) is True and results.flag(rb["verified"]) is False
@@ -212,7 +219,7 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, min_effe
     ok_b = set(b.index[b["status"] == "ok"])
     compared = {c.key for c in changes} | {x.key for x in broken}
     return Comparison(
-        run_a=str(run_a), run_b=str(run_b), min_effect=min_effect, alpha=alpha,
+        run_a=name_a, run_b=name_b, min_effect=min_effect, alpha=alpha,
         changes=sorted(changes, key=lambda c: c.key), broken=sorted(broken, key=lambda x: x.key),
         only_a=sorted(ok_a - compared), only_b=sorted(ok_b - compared),
         differences=refusing, forced=force and bool(refusing), notes=informing, relative_to=relative_to,
@@ -229,11 +236,11 @@ def _relative(df, control: str):
     controls: dict[tuple, list] = {}
     # the control's eager cell when it has several modes
     for _, r in ok.assign(_other=ok["mode"] != "eager").sort_values("_other", kind="stable").iterrows():
-        controls.setdefault(tuple(r[c] for c in results.WORKLOAD), list(r["samples_s"]))
+        controls.setdefault(tuple(r[c] for c in WORKLOAD_FIELDS), list(r["samples_s"]))
     for key, row in df.iterrows():
         if row["framework"] == control or row["status"] != "ok":
             continue
-        base = controls.get(tuple(row[c] for c in results.WORKLOAD))
+        base = controls.get(tuple(row[c] for c in WORKLOAD_FIELDS))
         samples = list(row["samples_s"])
         if base is None or len(base) != len(samples):
             why = "no finished cell" if base is None else f"{len(base)} samples against {len(samples)}"
@@ -280,90 +287,3 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
-
-
-# ------------------------------------------------------------------------------------------------
-# presenting
-
-
-def _fmt_time(seconds: float) -> str:
-    from .report import fmt_time
-
-    return fmt_time(seconds)
-
-
-def _verdict_line(c: Comparison) -> str:
-    near = sum(1 for x in c.changes if x.verdict == "unchanged" and "not significant" in x.why)
-    how = f"min effect {c.min_effect:.0%}, alpha {c.alpha:g}" + (", Holm-corrected" if c.correction == "holm" else "")
-    parts = [f"{len(c.changes)} cells compared ({how})",
-             f"{len(c.regressions)} regression{'s' * (len(c.regressions) != 1)}",
-             f"{len(c.improvements)} improvement{'s' * (len(c.improvements) != 1)}",
-             f"{len(c.broken)} broken",
-             f"{len(c.changes) - len(c.regressions) - len(c.improvements)} unchanged"
-             + (f" ({near} moved by the minimum effect but not significantly)" if near else "")]
-    return ": ".join(parts[:1]) + ": " + ", ".join(parts[1:])
-
-
-def _rows(changes: list[CellChange], relative: bool = False) -> list[list[str]]:
-    value = (lambda v: f"{v:.3f}x") if relative else _fmt_time
-    return [[x.key, value(x.median_a_s), value(x.median_b_s), f"{x.ratio:.3f}",
-             f"[{x.ci_low:.3f}, {x.ci_high:.3f}]", f"{x.p_value:.2g}", f"{x.p_adjusted:.2g}",
-             "noisy" if x.noisy else "", x.verdict]
-            for x in changes]
-
-
-_HEADER = ["cell", "A median", "B median", "B/A", "95% CI", "p", "p adj.", "", "verdict"]
-
-
-def _header_lines(c: Comparison) -> list[str]:
-    lines = [f"A (baseline): {c.run_a}", f"B:            {c.run_b}"]
-    if c.relative_to:
-        lines.append(f"times relative to {c.relative_to}'s in the same round (A and B medians are those ratios)")
-    if c.differences:
-        lines.append("compared with --force although these differ:")
-        lines += [f"  {f}: {a!r} in A, {b!r} in B" for f, a, b in c.differences]
-    for f, a, b in c.notes:
-        lines.append(f"{f}: {a} in A, {b} in B")
-    return lines
-
-
-def text(c: Comparison, show_all: bool = False) -> str:
-    """The comparison as `bench compare` prints it: the verdict, then the regressions, improvements
-    and broken cells (every cell with show_all)."""
-    lines = _header_lines(c) + ["", _verdict_line(c)]
-    sections = [("Regressions (B slower)", c.regressions), ("Improvements (B faster)", c.improvements)]
-    if show_all:
-        sections.append(("Every cell", c.changes))
-    for title, changes in sections:
-        if changes:
-            rows = _rows(changes, bool(c.relative_to))
-            widths = [max(len(r[i]) for r in [_HEADER, *rows]) for i in range(len(_HEADER))]
-            lines += ["", f"{title}:",
-                      "  " + "  ".join(h.ljust(w) for h, w in zip(_HEADER, widths, strict=True)).rstrip()]
-            lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    if c.broken:
-        lines += ["", "Broken (worked in A, not in B):"]
-        lines += [f"  {b.key}: {b.status_b}: {b.reason}" for b in c.broken]
-    if c.only_a or c.only_b:
-        lines += ["", f"Not compared: {len(c.only_a)} cells finished only in A, {len(c.only_b)} only in B"]
-    return "\n".join(lines)
-
-
-def markdown(c: Comparison, show_all: bool = False) -> str:
-    """The comparison as a Markdown section, for a pull request or a CI job summary."""
-    lines = ["## fwbench compare", ""]
-    lines += [f"- {line.strip()}" for line in _header_lines(c)]
-    lines += ["", f"**{_verdict_line(c)}**", ""]
-    sections = [("Regressions (B slower)", c.regressions), ("Improvements (B faster)", c.improvements)]
-    if show_all:
-        sections.append(("Every cell", c.changes))
-    for title, changes in sections:
-        if changes:
-            lines += [f"### {title}", "", "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
-            lines += ["| " + " | ".join([f"`{r[0]}`", *r[1:]]) + " |" for r in _rows(changes, bool(c.relative_to))]
-            lines.append("")
-    if c.broken:
-        lines += ["### Broken (worked in A, not in B)", ""]
-        lines += [f"- `{b.key}`: {b.status_b}: {b.reason}" for b in c.broken]
-        lines.append("")
-    return "\n".join(lines)

@@ -19,21 +19,23 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "THREAD_ENV_VARS", "COMPARED_FIELDS", "environment", "thread_env", "git_info", "gpus",
-           "same_machine", "lookup"]
+__all__ = ["PACKAGES", "TF_DISTRIBUTIONS", "THREAD_COUNT_VARS", "THREAD_ENV_VARS", "COMPARED_FIELDS", "environment",
+           "thread_env", "git_info", "gpus", "same_machine", "lookup", "usable_cpus"]
 
 # The packages whose versions are recorded: fwbench's dependencies and the frameworks it can run.
 PACKAGES = ("numpy", "pandas", "matplotlib", "click", "torch", "tensorflow", "keras", "jax", "jaxlib")
 
-# The distributions that provide the `tensorflow` module (the same list as the tensorflow adapter's).
-_TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly", "tf-nightly-cpu")
+# The distributions that provide the `tensorflow` module (the tensorflow adapter reads its version from them).
+TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly", "tf-nightly-cpu")
 
 # Environment variables that set thread counts or otherwise change speed (or numerics) of the
 # frameworks and their BLAS, OpenMP and oneDNN runtimes.
+# The variables that set a pool's thread count: a `bench run` worker sets each to its thread count.
+THREAD_COUNT_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS",
+                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 THREAD_ENV_VARS = (
     # thread counts
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+    *THREAD_COUNT_VARS, "TF_NUM_INTEROP_THREADS",
     # how threads wait and where they run
     "OMP_WAIT_POLICY", "OMP_PROC_BIND", "OMP_PLACES", "OMP_DYNAMIC", "GOMP_SPINCOUNT", "KMP_AFFINITY",
     "KMP_BLOCKTIME", "MKL_DYNAMIC", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE",
@@ -71,7 +73,7 @@ def environment(repo: str | os.PathLike | None = None) -> dict[str, Any]:
     """
     from harness import __version__
 
-    tf_dist = next((d for d in _TF_DISTRIBUTIONS if _version(d)), None)
+    tf_dist = next((d for d in TF_DISTRIBUTIONS if _version(d)), None)
     packages = {name: _version(name) for name in PACKAGES}
     packages["tensorflow"] = _version(tf_dist) if tf_dist else None
     return {
@@ -222,12 +224,18 @@ def _cpu() -> dict[str, Any]:
     model = next((c["model name"] for c in info if c.get("model name")), None)
     model = model or platform.processor() or None
     cores = {(c.get("physical id"), c.get("core id")) for c in info if "core id" in c}
-    try:
-        affinity: int | None = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on macOS or Windows
-        affinity = None
+    affinity = usable_cpus(default=None)
     return {"model": model, "machine": platform.machine(), "logical_cores": os.cpu_count(),
             "affinity_cores": affinity, "physical_cores": len(cores) or None}
+
+
+def usable_cpus(default: int | None = 1) -> int | None:
+    """The CPUs this process may run on (its affinity mask), or os.cpu_count() where the OS has no
+    such mask (macOS, Windows) and default is not None; default when neither is known."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on macOS or Windows
+        return None if default is None else (os.cpu_count() or default)
 
 
 def _memory_bytes() -> int | None:

@@ -40,29 +40,29 @@ def _stats(samples: list[float], iterations: int) -> dict:
     }
 
 
-def to_pytest_benchmark(run_dir: str | Path) -> dict:
-    run_dir = Path(run_dir)
-    run = results.read_run(run_dir)
-    env = run.get("environment", {})
+def to_pytest_benchmark(run: results.Run | str | Path) -> dict:
+    """The run (a Run already read, or its folder) as pytest-benchmark's JSON document."""
+    run = run if isinstance(run, results.Run) else results.read(run)
+    env = run.meta.get("environment", {})
     git = env.get("git") or {}
     benchmarks = []
-    for key, doc in results.finished_cells(run_dir).items():
-        if doc.get("status") != "ok" or not doc.get("samples_s"):
+    for key, record in run.records.items():
+        if record.status != "ok" or not record.samples_s:
             continue
-        c = doc["cell"]
-        group = f"{c['model']} {c['phase']} b{c['batch_size']} {c['dtype']} {c['device']} t{c['threads']}"
+        c = record.cell
+        group = f"{c.model} {c.phase} b{c.batch_size} {c.dtype} {c.device} t{c.threads}"
         benchmarks.append({
             "group": group,
-            "name": f"{c['framework']}[{c['mode']}]",
-            "fullname": f"{run_dir.name}::{key}",
-            "params": dict(c),
+            "name": f"{c.framework}[{c.mode}]",
+            "fullname": f"{run.path.name}::{key}",
+            "params": c.to_dict(),
             "param": key,
-            "extra_info": {"how": doc.get("how", ""), "first_call_s": doc.get("first_call_s"),
-                           "verified": doc.get("verified"), "flops": doc.get("flops")},
-            "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(doc["samples_s"]),
+            "extra_info": {"how": record.how, "first_call_s": record.first_call_s,
+                           "verified": record.verified, "flops": record.flops},
+            "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(record.samples_s),
                         "max_time": None, "min_time": None, "precision": None, "confidence": None,
-                        "warmup": bool(doc.get("warmup_calls"))},
-            "stats": _stats(doc["samples_s"], int(doc.get("iters_per_sample") or 1)),
+                        "warmup": bool(record.warmup_calls)},
+            "stats": _stats(list(record.samples_s), int(record.iters_per_sample or 1)),
         })
     uname = platform.uname()
     return {
@@ -76,15 +76,16 @@ def to_pytest_benchmark(run_dir: str | Path) -> dict:
             "cpu": {"brand_raw": (env.get("cpu") or {}).get("model"),
                     "count": (env.get("cpu") or {}).get("logical_cores")},
         },
-        "commit_info": {"id": git.get("commit"), "time": run.get("started"), "author_time": run.get("started"),
-                        "dirty": git.get("dirty"), "project": "fwbench", "branch": None},
+        "commit_info": {"id": git.get("commit"), "time": run.meta.get("started"),
+                        "author_time": run.meta.get("started"), "dirty": git.get("dirty"), "project": "fwbench",
+                        "branch": None},
         "benchmarks": benchmarks,
-        "datetime": run.get("finished") or run.get("started"),
+        "datetime": run.meta.get("finished") or run.meta.get("started"),
         "version": _FORMAT_VERSION,
     }
 
 
-def export_run(run_dir: str | Path, path: str | Path) -> Path:
+def export_run(run: results.Run | str | Path, path: str | Path) -> Path:
     path = Path(path)
-    results.atomic_write_json(path, to_pytest_benchmark(run_dir))
+    results.atomic_write_json(path, to_pytest_benchmark(run))
     return path

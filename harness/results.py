@@ -1,58 +1,74 @@
-"""The on-disk format of a run: versioned JSON documents written atomically, read back as a pandas table.
+"""A run read once, and the tidy pandas tables derived from it: the API for notebooks.
 
-A run folder `results/<run-id>/` holds:
+`read(run_dir)` reads a run folder (harness.store) once, run.json and every cell file, into a `Run`;
+`Run.table()` is the DataFrame of its cells, one row per cell, with the statistics of each cell's
+raw samples (computed once per process: harness.cells.Measurement.stats), and `Run.checks()` the
+per-tensor equivalence errors. Both are built on first use and kept. Commands, the report, the
+plots and `bench compare` take a Run, so that one command reads each file of a run once.
 
-    run.json            the run: suite, environment, versions, git commit, knobs, "peak_gflops", schema_version
-    cells/<key>.json    one document per finished cell, written the moment the cell ends
-    cells.csv           the tidy table, one row per cell (`write_table`); derived, rewritten at will
+`load(run_dir)` and `load_checks(run_dir)` do both in one call, for a notebook:
 
-Every document carries `schema_version`. A reader refuses a document newer than SCHEMA_VERSION (its
-fields may mean something this version cannot know) and accepts an older one: fields added later
-are optional, and `_RUN_DEFAULTS` / `_CELL_DEFAULTS` fill in what an older file lacks. Bump
-SCHEMA_VERSION only when a field changes meaning or a required field is added; adding an optional
-field needs only a default here.
+    >>> from harness import results
+    >>> df = results.load("results/20261123-184512-quick")
+    >>> ok = df[df.status == "ok"]
+    >>> ok.pivot_table(index=["model", "phase"], columns="framework", values="median_s")
 
-Writes are atomic (temporary file in the same folder, fsync, os.replace): a run killed at any
-moment leaves every file either as it was or complete, plus at worst a hidden `.<name>.*.tmp` file
-that every reader ignores. A killed run loses at most the cell in flight.
-
-JSON has no NaN or Infinity: a non-finite float is written as null and read back as None (NaN in
-the DataFrame). Finite floats round-trip exactly (json writes repr()). NumPy scalars and arrays are
-written as the Python numbers and lists they hold.
-
-The file name of a cell is its key with the characters that are unsafe in a file name (and a
-leading '.') percent-encoded: the key 'mlp/torch/cuda:0/...' is stored as 'mlp%2Ftorch%2Fcuda%3A0...'.
-`finished_cells` gives the keys back decoded.
-
-Statistics are not stored: the raw samples are, and `load` derives the statistics (harness.stats)
-each time it reads a run.
+The storage layer's names (write_cell, read_run, finished_cells, ResultsError, SCHEMA_VERSION, ...)
+are re-exported here, as fwbench has always offered them from this module.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
-import secrets
-import tempfile
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
-import numpy as np
+from .cells import CELL_FIELDS, CHECK_FIELDS, FAILED, STATUSES, WORKLOAD_FIELDS, CellRecord
+from .stats import throughput
+from .store import (
+    CELLS_DIR,
+    RUN_FILE,
+    SCHEMA_VERSION,
+    TABLE_FILE,
+    ResultsError,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    cell_path,
+    finished_cells,
+    new_run_id,
+    read_cells,
+    read_json,
+    read_run,
+    refuse_newer,
+    write_cell,
+    write_run,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "SCHEMA_VERSION",
+    "Run",
+    "read",
+    "load",
+    "load_checks",
+    "write_table",
+    "COLUMNS",
+    "CHECK_COLUMNS",
+    "PHASE_SUM_TOLERANCE",
+    "flag",
+    "plain",
+    "peak_for",
+    # re-exported from harness.cells and harness.store
     "STATUSES",
     "FAILED",
     "CELL_FIELDS",
-    "COLUMNS",
+    "WORKLOAD",
+    "SCHEMA_VERSION",
     "RUN_FILE",
     "CELLS_DIR",
     "TABLE_FILE",
@@ -67,61 +83,9 @@ __all__ = [
     "cell_path",
     "write_cell",
     "finished_cells",
-    "load",
-    "CHECK_COLUMNS",
-    "load_checks",
-    "write_table",
-    "WORKLOAD",
-    "flag",
-    "plain",
-    "peak_for",
 ]
 
-SCHEMA_VERSION = 1
-
-RUN_FILE = "run.json"
-CELLS_DIR = "cells"
-TABLE_FILE = "cells.csv"
-
-# What became of a cell. Only 'ok' cells have samples and statistics.
-STATUSES = ("ok", "skipped", "error", "timeout", "oom", "crashed")
-# The statuses of a cell that was attempted and failed (skipped is not a failure).
-FAILED = ("error", "timeout", "oom", "crashed")
-
-# The fields of a cell (harness.suites.Cell), in the order of the table's columns.
-CELL_FIELDS = ("model", "framework", "device", "dtype", "mode", "batch_size", "phase", "threads")
-# A workload: a cell without its framework and mode, what the contenders of a comparison share.
-WORKLOAD = ("model", "device", "dtype", "batch_size", "phase", "threads")
-
-# What an older run.json or cell file may lack, and the value a reader sees instead. A field added
-# to the format gets its default here, so that files written before it stay readable.
-_RUN_DEFAULTS: dict[str, Any] = {
-    "suite": None,
-    "started": None,
-    "finished": None,
-    "environment": {},
-    "knobs": {},
-    "peak_gflops": {},
-}
-_CELL_DEFAULTS: dict[str, Any] = {
-    "reason": "",
-    "stderr_tail": "",
-    "verified": None,
-    "check": None,
-    "threads_verified": None,
-    "samples_s": [],
-    "iters_per_sample": None,
-    "first_call_s": None,
-    "warmup_calls": None,
-    "how": "",
-    "threads_applied": {},
-    "knobs": {},
-    "flops": None,
-    "peak_memory_bytes": None,
-    "memory_kind": None,
-    "started": None,
-    "seconds": None,
-}
+WORKLOAD = WORKLOAD_FIELDS  # the name this module has always given it
 
 # The statistics of harness.stats.Stats, and their column names (seconds get the unit '_s').
 _STAT_COLUMNS = {
@@ -185,226 +149,46 @@ COLUMNS = tuple(_COLUMN_DTYPES)
 _RAW_COLUMNS = ("samples_s", "threads_applied", "knobs")
 
 
-class ResultsError(ValueError):
-    """A results file or folder that cannot be read or written as asked; the message names the file."""
 
 
-# ------------------------------------------------------------------------------------------------
-# run ids and atomic writes
+@dataclass(eq=False)
+class Run:
+    """A run folder as read once: `meta` is run.json (with the defaults of an older file), `records`
+    every finished cell, {key: CellRecord}, sorted by key. The tables are derived on first use."""
+
+    path: Path
+    meta: dict
+    records: dict[str, CellRecord]
+    _tables: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def id(self) -> str:
+        """The run's id: its folder's name."""
+        return Path(self.path).resolve().name
+
+    def table(self, raw: bool = False) -> pd.DataFrame:
+        """One row per finished cell (sorted by key), the columns of COLUMNS; with raw=True also
+        samples_s (the list of seconds per call), threads_applied and knobs (dicts). An empty run
+        gives an empty DataFrame with the same columns. See `load` for every column."""
+        if raw not in self._tables:
+            self._tables[raw] = _table(self, raw)
+        return self._tables[raw]
+
+    def checks(self) -> pd.DataFrame:
+        """The equivalence checks, one row per tensor checked: see `load_checks`."""
+        if "checks" not in self._tables:
+            self._tables["checks"] = _checks_table(self)
+        return self._tables["checks"]
 
 
-def new_run_id(suite_name: str, now: datetime | None = None, results_dir: str | os.PathLike | None = None) -> str:
-    """A sortable, filesystem-safe run id: '20261123-184512-quick' (local time, to the second).
-
-    When `results_dir` already holds a folder of that name, a short random suffix is added
-    ('20261123-184512-quick-3fa2'). Characters other than letters, digits, '.', '_' and '-' in the
-    suite name become '-'.
-    """
-    now = now or datetime.now()
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", suite_name).strip(".-") or "run"
-    run_id = f"{now:%Y%m%d-%H%M%S}-{name}"
-    if results_dir is None:
-        return run_id
-    candidate = run_id
-    while (Path(results_dir) / candidate).exists():
-        candidate = f"{run_id}-{secrets.token_hex(2)}"
-    return candidate
+def read(run_dir: str | os.PathLike) -> Run:
+    """The run in run_dir, every file read once; ResultsError when it is not a readable run folder."""
+    run_dir = Path(run_dir)
+    meta = read_run(run_dir)
+    return Run(run_dir, meta, read_cells(run_dir))
 
 
-def _jsonable(obj: Any) -> Any:
-    """obj with NumPy values made Python ones and non-finite floats made None (JSON has no NaN)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    return obj
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write obj as JSON to path so that path is, at every moment, either the old file or the new one.
-
-    The text goes to a temporary file in the same folder ('.<name>.<random>.tmp'), is flushed and
-    fsynced, and replaces path with os.replace (atomic on POSIX and Windows). A process killed
-    before the replace leaves that temporary file behind; readers ignore it. Non-finite floats are
-    written as null (see the module docstring).
-    """
-    path = Path(path)
-    try:
-        text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
-    except (TypeError, ValueError) as e:
-        raise ResultsError(f"cannot write {path}: {e}") from e
-    _atomic_write_text(path, text)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write data to path atomically (see atomic_write_json), creating the folder: for reports and plots."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); results are for everyone the umask allows.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # NOTE: an ordinary failure (full disk, Ctrl-C) cleans up; only a hard kill leaves the temp file.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable. Not possible on every platform (Windows): best effort."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-# ------------------------------------------------------------------------------------------------
-# reading documents
-
-
-def read_json(path: str | os.PathLike) -> dict:
-    """A results document: a JSON object with a schema_version this fwbench can read."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: no such file") from None
-    except OSError as e:
-        raise ResultsError(f"{path}: cannot read: {e}") from e
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ResultsError(f"{path}: corrupt results file, not valid JSON ({e}); delete it "
-                           "(a cell file is re-measured when the run resumes)") from e
-    if not isinstance(doc, dict):
-        raise ResultsError(f"{path}: expected a JSON object, got {type(doc).__name__}")
-    refuse_newer(doc, path)
-    return doc
-
-
-def refuse_newer(doc: Mapping, path: str | os.PathLike) -> int:
-    """The document's schema_version; ResultsError if it is missing or newer than this fwbench reads."""
-    found = doc.get("schema_version")
-    if isinstance(found, bool) or not isinstance(found, int) or found < 1:
-        raise ResultsError(f"{path}: no valid schema_version (found {found!r}): not an fwbench results file")
-    if found > SCHEMA_VERSION:
-        raise ResultsError(f"{path}: schema_version {found} is newer than this fwbench reads "
-                           f"(schema_version {SCHEMA_VERSION}): upgrade fwbench to read it")
-    return found
-
-
-def _versioned(doc: Mapping) -> dict:
-    return {"schema_version": SCHEMA_VERSION, **{k: v for k, v in doc.items() if k != "schema_version"}}
-
-
-# ------------------------------------------------------------------------------------------------
-# the run
-
-
-def write_run(run_dir: str | os.PathLike, run: Mapping) -> Path:
-    """Write run.json (creating the folder), with schema_version set to SCHEMA_VERSION. Returns its path."""
-    path = Path(run_dir) / RUN_FILE
-    atomic_write_json(path, _versioned(run))
-    return path
-
-
-def read_run(run_dir: str | os.PathLike) -> dict:
-    """run.json, with the defaults of fields an older file lacks."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise ResultsError(f"{run_dir}: not an fwbench run folder (no {RUN_FILE})")
-    return {**_RUN_DEFAULTS, **read_json(path)}
-
-
-# ------------------------------------------------------------------------------------------------
-# cells
-
-
-def cell_path(run_dir: str | os.PathLike, key: str) -> Path:
-    """Where the cell with this key is stored: cells/<key, percent-encoded>.json."""
-    if not key:
-        raise ResultsError("a cell key must not be empty")
-    name = quote(key, safe="-_.=+,@")
-    if name.startswith("."):  # a hidden name would look like a temporary file and be ignored
-        name = "%2E" + name[1:]
-    return Path(run_dir) / CELLS_DIR / f"{name}.json"
-
-
-def write_cell(run_dir: str | os.PathLike, key: str, cell_result: Mapping) -> Path:
-    """Write one finished cell atomically, replacing an earlier result for the same key. Returns its path.
-
-    cell_result is the runner's dict: {"cell": {model, framework, ...}, "status": one of STATUSES,
-    "samples_s": [seconds per call, ...], ...} (the module docstring lists every field).
-    """
-    path = cell_path(run_dir, key)
-    _validate_cell(cell_result, f"cell {key!r}")
-    if cell_result["status"] not in STATUSES:
-        raise ResultsError(f"cell {key!r}: status {cell_result['status']!r} is not one of {', '.join(STATUSES)}")
-    atomic_write_json(path, _versioned(cell_result))
-    return path
-
-
-def _validate_cell(doc: Mapping, where: str) -> None:
-    cell = doc.get("cell")
-    if not isinstance(cell, Mapping):
-        raise ResultsError(f"{where}: 'cell' must be an object with {', '.join(CELL_FIELDS)}, got {cell!r}")
-    if not isinstance(doc.get("status"), str):
-        raise ResultsError(f"{where}: 'status' must be a string, got {doc.get('status')!r}")
-
-
-def finished_cells(run_dir: str | os.PathLike) -> dict[str, dict]:
-    """Every stored cell of the run, {key: cell result}, sorted by key; {} when none has finished yet.
-
-    Temporary files left by a killed writer are ignored. A corrupt file raises ResultsError naming it.
-    The defaults of fields an older file lacks are filled in.
-    """
-    folder = Path(run_dir) / CELLS_DIR
-    if not folder.is_dir():
-        return {}
-    found = {}
-    for path in sorted(folder.glob("*.json")):
-        if path.name.startswith("."):
-            continue
-        doc = read_json(path)
-        _validate_cell(doc, str(path))
-        found[unquote(path.name.removesuffix(".json"))] = {**_CELL_DEFAULTS, **doc}
-    return dict(sorted(found.items()))
-
-
-# ------------------------------------------------------------------------------------------------
-# the table
-
-
-def load(run_dir: str | os.PathLike, raw: bool = False) -> pd.DataFrame:
+def load(run_dir: str | os.PathLike | Run, raw: bool = False) -> pd.DataFrame:
     """A run as a pandas DataFrame, one row per finished cell (sorted by key): the API for notebooks.
 
     Columns (COLUMNS, in order):
@@ -412,7 +196,7 @@ def load(run_dir: str | os.PathLike, raw: bool = False) -> pd.DataFrame:
     - run_id (the folder's name), key, and the cell: model, framework, device, dtype, mode,
       batch_size, phase, threads;
     - status (one of STATUSES), reason, verified (the equivalence check passed: True/False/<NA>),
-      check_status, worst_normwise, first_divergence;
+      threads_verified, check_status, worst_normwise, first_divergence;
     - the statistics of the seconds per call, from harness.stats.summarize over samples_s: n,
       median_s, q1_s, q3_s, iqr_s, min_s, max_s, mean_s, stdev_s, cv, ci_low_s, ci_high_s (bootstrap
       95% CI of the median), noisy, noisy_cv, noisy_iqr. NaN / <NA> for cells without samples:
@@ -426,7 +210,7 @@ def load(run_dir: str | os.PathLike, raw: bool = False) -> pd.DataFrame:
       'cuda_allocator'), how (how the phase was timed), started, seconds (wall time of the cell).
 
     With raw=True, also samples_s (the list of seconds per call), threads_applied and knobs (dicts).
-    An empty run gives an empty DataFrame with the same columns.
+    An empty run gives an empty DataFrame with the same columns. run_dir may be a Run already read.
 
     Example::
 
@@ -436,17 +220,19 @@ def load(run_dir: str | os.PathLike, raw: bool = False) -> pd.DataFrame:
         >>> ok.pivot_table(index=["model", "phase"], columns="framework", values="median_s")
         >>> ok[ok.noisy][["key", "cv", "iqr_s"]]      # cells whose timings are not to be trusted
     """
+    return (run_dir if isinstance(run_dir, Run) else read(run_dir)).table(raw)
+
+
+def _table(run: Run, raw: bool) -> pd.DataFrame:
     import pandas as pd
 
-    run_dir = Path(run_dir)
-    run = read_run(run_dir)
-    peaks = run.get("peak_gflops") or {}
+    peaks = run.meta.get("peak_gflops") or {}
     rows = []
-    for key, doc in finished_cells(run_dir).items():
+    for key, record in run.records.items():
         try:
-            rows.append(_row(run_dir.name, key, doc, peaks, raw))
+            rows.append(_row(run.path.name, key, record, peaks, raw))
         except (TypeError, ValueError) as e:
-            raise ResultsError(f"{cell_path(run_dir, key)}: cannot tabulate this cell: {e}") from e
+            raise ResultsError(f"{cell_path(run.path, key)}: cannot tabulate this cell: {e}") from e
     columns = list(COLUMNS) + (list(_RAW_COLUMNS) if raw else [])
     df = pd.DataFrame(rows, columns=columns)
     return _phase_sums(df.astype(_COLUMN_DTYPES))
@@ -462,40 +248,41 @@ _CHECK_DTYPES: dict[str, str] = {
 CHECK_COLUMNS = tuple(_CHECK_DTYPES)
 
 
-def load_checks(run_dir: str | os.PathLike) -> pd.DataFrame:
+def load_checks(run_dir: str | os.PathLike | Run) -> pd.DataFrame:
     """The equivalence checks of a run, one row per tensor checked: what the equivalence plot draws.
 
-    A check belongs to a model in one framework, device, dtype and mode, whatever the batch size
-    and phase timed (it runs at its own batch, harness.checks.CHECK_BATCH), so each is listed once
-    even though every cell of it stores a copy. Columns (CHECK_COLUMNS): run_id, model, framework,
-    device, dtype, mode, check_status ('pass', 'fail', 'skip', 'error'), first_divergence, and per
-    tensor: tensor ('output', 'loss', 'layer:conv1', 'grad:conv1.weight', 'sgd:fc1.bias', ...),
-    stage ('forward', 'gradient', 'update'), layer, shape (a tuple), max_abs, normwise (||a-b|| /
-    ||b|| against the float64 reference), atol, rtol, normwise_tol (the tolerance it was held to),
-    passed, note. Cells run without verification contribute nothing.
+    A check belongs to a model in one framework, device, dtype and mode (CHECK_FIELDS), whatever
+    the batch size and phase timed (it runs at its own batch, harness.checks.CHECK_BATCH), so each
+    is listed once even though every cell of it stores a copy. Columns (CHECK_COLUMNS): run_id,
+    model, framework, device, dtype, mode, check_status ('pass', 'fail', 'skip', 'error'),
+    first_divergence, and per tensor: tensor ('output', 'loss', 'layer:conv1', 'grad:conv1.weight',
+    'sgd:fc1.bias', ...), stage ('forward', 'gradient', 'update'), layer, shape (a tuple), max_abs,
+    normwise (||a-b|| / ||b|| against the float64 reference), atol, rtol, normwise_tol (the
+    tolerance it was held to), passed, note. Cells run without verification contribute nothing.
 
     Example::
 
         >>> checks = results.load_checks("results/20261123-184512-quick")
         >>> checks[~checks.passed][["model", "framework", "tensor", "normwise", "normwise_tol"]]
     """
+    return (run_dir if isinstance(run_dir, Run) else read(run_dir)).checks()
+
+
+def _checks_table(run: Run) -> pd.DataFrame:
     import pandas as pd
 
-    run_dir = Path(run_dir)
-    read_run(run_dir)  # the folder must be a run
     rows, seen = [], set()
-    for doc in finished_cells(run_dir).values():
-        check, cell = doc.get("check"), doc["cell"]
+    for record in run.records.values():
+        check = record.check
         if not check:
             continue
-        which = tuple(cell.get(name) for name in ("model", "framework", "device", "dtype", "mode"))
+        which = tuple(getattr(record.cell, name) for name in CHECK_FIELDS)
         if which in seen:
             continue
         seen.add(which)
         for t in check.get("tensors") or []:
             rows.append({
-                "run_id": run_dir.name, **dict(zip(("model", "framework", "device", "dtype", "mode"), which,
-                                                   strict=True)),
+                "run_id": run.path.name, **dict(zip(CHECK_FIELDS, which, strict=True)),
                 "check_status": check.get("status"), "first_divergence": check.get("first_divergence"),
                 "tensor": t.get("tensor"), "stage": t.get("stage"), "layer": t.get("layer"),
                 "shape": tuple(t.get("shape") or ()), "max_abs": _float(t.get("max_abs")),
@@ -530,38 +317,28 @@ def _phase_sums(df):
     return df
 
 
-def _row(run_id: str, key: str, doc: Mapping, peaks: Mapping, raw: bool) -> dict:
-    cell = doc["cell"]
-    check = doc.get("check") or {}
-    row: dict[str, Any] = {"run_id": run_id, "key": key}
-    row.update({name: cell.get(name) for name in CELL_FIELDS})
-    row.update(status=doc["status"], reason=doc.get("reason"), verified=doc.get("verified"),
-               threads_verified=doc.get("threads_verified"),
+def _row(run_id: str, key: str, record: CellRecord, peaks: Mapping, raw: bool) -> dict:
+    cell, check = record.cell, record.check or {}
+    row: dict[str, Any] = {"run_id": run_id, "key": key, **cell.to_dict()}
+    row.update(status=record.status, reason=record.reason, verified=record.verified,
+               threads_verified=record.threads_verified,
                check_status=check.get("status"), worst_normwise=_float(check.get("worst_normwise")),
                first_divergence=check.get("first_divergence"))
-    # NOTE: lazily, so that writing results never needs harness.stats
-    from harness.stats import summarize, throughput
-
-    samples = doc.get("samples_s") or []
-    if doc["status"] == "ok" and samples:
-
-        stats = summarize(samples)
-        row.update({column: getattr(stats, name) for name, column in _STAT_COLUMNS.items()})
-    else:
-        row.update({column: None for column in _STAT_COLUMNS.values()})
+    stats = record.stats()
+    row.update({column: getattr(stats, name) if stats else None for name, column in _STAT_COLUMNS.items()})
     median = _float(row["median_s"])
-    flops = _float(doc.get("flops"))
-    batch = cell.get("batch_size")
+    flops = _float(record.flops)
+    batch = cell.batch_size
     row["samples_per_s"] = throughput(batch, median) if batch and median > 0 else math.nan
     row["flops"] = flops
     row["gflops_per_s"] = flops / median / 1e9 if median > 0 else math.nan
-    peak = peak_for(str(cell.get("device")), peaks)
+    peak = peak_for(cell.device, peaks)
     row["peak_share"] = row["gflops_per_s"] / peak if peak else math.nan
     for name in ("first_call_s", "warmup_calls", "iters_per_sample", "peak_memory_bytes", "memory_kind", "how",
                  "started", "seconds"):
-        row[name] = doc.get(name)
+        row[name] = getattr(record, name)
     if raw:
-        row.update(samples_s=list(samples), threads_applied=doc.get("threads_applied"), knobs=doc.get("knobs"))
+        row.update(samples_s=list(record.samples_s), threads_applied=record.threads_applied, knobs=record.knobs)
     return row
 
 
@@ -601,8 +378,9 @@ def peak_for(device: str, peaks: Mapping) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def write_table(run_dir: str | os.PathLike) -> Path:
+def write_table(run: str | os.PathLike | Run) -> Path:
     """Write cells.csv, the table of load() without raw samples, atomically. Returns its path."""
-    path = Path(run_dir) / TABLE_FILE
-    _atomic_write_text(path, load(run_dir).to_csv(index=False))
+    run = run if isinstance(run, Run) else read(run)
+    path = Path(run.path) / TABLE_FILE
+    atomic_write_text(path, run.table().to_csv(index=False))
     return path

@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import metadata, results
-from .suites import Cell, Suite
+from .cells import Cell, CellRecord
+from .suites import Suite
 from .workers import Worker, WorkerDied, WorkerTimeout
 
 __all__ = ["RunSummary", "run_suite", "start_run", "resume_run", "Progress"]
@@ -42,6 +43,7 @@ class RunSummary:
     interrupted: bool = False
     failed: bool = False  # the runner itself stopped on an error (a cell's failure is not one)
     seconds: float = 0.0
+    run: results.Run | None = None  # the finished run, every cell in memory: no need to read it back
 
 
 def start_run(suite: Suite, results_dir: str | Path = "results", run_id: str | None = None) -> Path:
@@ -49,7 +51,7 @@ def start_run(suite: Suite, results_dir: str | Path = "results", run_id: str | N
     results_dir = Path(results_dir)
     run_id = run_id or results.new_run_id(suite.name, results_dir=results_dir)
     run_dir = results_dir / run_id
-    (run_dir / "cells").mkdir(parents=True, exist_ok=False)
+    (run_dir / results.CELLS_DIR).mkdir(parents=True, exist_ok=False)
     results.write_run(run_dir, {
         "run_id": run_id,
         "suite": suite.to_dict(),
@@ -65,11 +67,9 @@ def start_run(suite: Suite, results_dir: str | Path = "results", run_id: str | N
 def resume_run(run_dir: str | Path) -> tuple[Suite, Path]:
     """The suite of an existing run, read back from its run.json (not from a file that may have
     changed since), for running what is missing."""
-    from .suites import Suite
-
     run_dir = Path(run_dir)
     run = results.read_run(run_dir)
-    suite = Suite.from_dict(run["suite"], source=str(run_dir / "run.json"))
+    suite = Suite.from_dict(run["suite"], source=str(run_dir / results.RUN_FILE))
     return suite, run_dir
 
 
@@ -106,29 +106,27 @@ class _Workers:
 
 
 def _groups(cells: list[Cell]) -> list[list[Cell]]:
+    """The cells of each workload together, in the order the suite lists them."""
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
-        key = (cell.threads, cell.model, cell.batch_size, cell.phase, cell.dtype, cell.device)
-        groups.setdefault(key, []).append(cell)
+        groups.setdefault(cell.workload, []).append(cell)
     return list(groups.values())
 
 
-def _base(cell: Cell, status: str, reason: str = "", **extra) -> dict:
-    return {"cell": cell.to_dict(), "status": status, "reason": reason, "stderr_tail": "", "verified": None,
-            "check": None, "threads_verified": None, "samples_s": [], "iters_per_sample": None,
-            "first_call_s": None, "warmup_calls": None, "how": "", "threads_applied": {}, "knobs": {}, "flops": None,
-            "peak_memory_bytes": None, "memory_kind": None, "started": _now(), "seconds": 0.0, **extra}
+def _base(cell: Cell, status: str, reason: str = "", **extra) -> CellRecord:
+    return CellRecord(cell, status, reason, started=_now(), **{"seconds": 0.0, **extra})
 
 
 class _Open:
-    """A cell being measured: its worker, the time it has left, and what it has gathered.
+    """A cell being measured: its worker, the time it has left, its record so far and its samples.
 
     The cell timeout is charged only with this cell's own requests: the cells of a group take turns,
     and the time spent on a neighbour (a hanging one above all) must not count against this one.
     """
 
-    def __init__(self, cell: Cell, worker: Worker, left_s: float, record: dict, t0: float) -> None:
+    def __init__(self, cell: Cell, worker: Worker, left_s: float, record: CellRecord, t0: float) -> None:
         self.cell, self.worker, self.left_s, self.record, self.t0 = cell, worker, left_s, record, t0
+        self.samples_s: list[float] = []
 
     def request(self, message: dict, at_least_s: float = 0.0) -> dict:
         start = time.monotonic()
@@ -164,31 +162,31 @@ def _peaks(suite: Suite, workers: _Workers, timeout_s: float) -> dict:
 def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = None,
               extra_env: dict[str, str] | None = None) -> RunSummary:
     """Measure every cell of `suite` not yet in `run_dir`. Raises KeyboardInterrupt after keeping
-    every finished cell (run.json then says 'interrupted')."""
+    every finished cell (run.json then says 'interrupted').
+
+    The run folder is read once, at the start; what the run adds is kept in memory as it is written,
+    so the summary's `run` is the whole run without reading it back."""
     progress = progress or (lambda event, **details: None)
-    run_dir = Path(run_dir)
+    run = results.read(run_dir)
     timing = suite.timing
-    finished = results.finished_cells(run_dir)
     cells = suite.cells()
-    todo = [c for c in cells if c.key not in finished]
-    summary = RunSummary(run_dir, len(cells), len(cells) - len(todo))
-    run = results.read_run(run_dir)
+    todo = [c for c in cells if c.key not in run.records]
+    summary = RunSummary(run.path, len(cells), len(cells) - len(todo), run=run)
     workers = _Workers(extra_env)
     started = time.monotonic()
     progress("start", total=len(cells), done=summary.done_before, todo=len(todo))
 
-    def finish(record: dict) -> None:
-        key = Cell.from_dict(record["cell"]).key
-        results.write_cell(run_dir, key, record)
-        summary.statuses[record["status"]] = summary.statuses.get(record["status"], 0) + 1
-        progress("done", cell=Cell.from_dict(record["cell"]), record=record,
-                 done=summary.done_before + sum(summary.statuses.values()), total=len(cells),
-                 elapsed=time.monotonic() - started)
+    def finish(record: CellRecord) -> None:
+        results.write_cell(run.path, record.key, record)
+        run.records[record.key] = record
+        summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
+        progress("done", cell=record.cell, record=record, done=summary.done_before + sum(summary.statuses.values()),
+                 total=len(cells), elapsed=time.monotonic() - started)
 
     try:
-        if todo and not run.get("peak_gflops"):
-            run["peak_gflops"] = _peaks(suite, workers, timing.cell_timeout_s)
-            results.write_run(run_dir, run)
+        if todo and not run.meta.get("peak_gflops"):
+            run.meta["peak_gflops"] = _peaks(suite, workers, timing.cell_timeout_s)
+            results.write_run(run.path, run.meta)
         for group in _groups(todo):
             if timing.budget_s is not None and time.monotonic() - started > timing.budget_s:
                 for cell in group:
@@ -197,11 +195,11 @@ def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = 
             opened: list[_Open] = []
             for cell in group:
                 progress("cell", cell=cell)
-                record = _open(cell, workers, suite, timing.cell_timeout_s)
-                if isinstance(record, _Open):
-                    opened.append(record)
+                entry = _open(cell, workers, suite, timing.cell_timeout_s)
+                if isinstance(entry, _Open):
+                    opened.append(entry)
                 else:
-                    finish(record)
+                    finish(entry)
             for k in timing.round_sizes:
                 for entry in list(opened):
                     time.sleep(timing.cooldown_s)  # the previous worker's thread pools stop spinning
@@ -219,24 +217,23 @@ def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = 
         raise
     finally:
         workers.close()
-        run = results.read_run(run_dir)
-        run["status"] = "interrupted" if summary.interrupted else "failed" if summary.failed else "finished"
-        run["finished"] = _now()
-        results.write_run(run_dir, run)
-        results.write_table(run_dir)
+        run.records = dict(sorted(run.records.items()))
+        run.meta["status"] = "interrupted" if summary.interrupted else "failed" if summary.failed else "finished"
+        run.meta["finished"] = _now()
+        results.write_run(run.path, run.meta)
+        results.write_table(run)
         summary.seconds = time.monotonic() - started
         progress("finish", summary=summary)
     return summary
 
 
-def _failure(cell: Cell, error: Exception, t0: float, workers: _Workers) -> dict:
+def _failure(cell: Cell, error: Exception, t0: float, workers: _Workers) -> CellRecord:
     workers.discard(cell)
-    if isinstance(error, WorkerTimeout):
-        return _base(cell, "timeout", str(error), stderr_tail=error.stderr_tail, seconds=time.monotonic() - t0)
-    return _base(cell, error.kind, str(error), stderr_tail=error.stderr_tail, seconds=time.monotonic() - t0)
+    status = "timeout" if isinstance(error, WorkerTimeout) else error.kind
+    return _base(cell, status, str(error), stderr_tail=error.stderr_tail, seconds=time.monotonic() - t0)
 
 
-def _open(cell: Cell, workers: _Workers, suite: Suite, timeout_s: float) -> _Open | dict:
+def _open(cell: Cell, workers: _Workers, suite: Suite, timeout_s: float) -> _Open | CellRecord:
     t0 = time.monotonic()
     deadline = t0 + timeout_s
     try:
@@ -254,19 +251,16 @@ def _open(cell: Cell, workers: _Workers, suite: Suite, timeout_s: float) -> _Ope
         status = {"skipped": "skipped", "oom": "oom"}.get(reply.get("kind"), "error")
         return _base(cell, status, reply.get("error", ""), stderr_tail=worker.stderr_tail(800),
                      seconds=time.monotonic() - t0)
-    check = reply.get("check")
     applied = setup.get("threads_applied", {})
     # Verified, not assumed: the count the framework reports back must be the one asked for.
     threads_verified = None if applied.get("threads") is None else applied["threads"] == cell.threads
-    record = _base(cell, "ok", threads_applied=applied, threads_verified=threads_verified, check=check,
-                   verified=None if check is None else check["status"] == "pass",
-                   first_call_s=reply["first_call_s"], iters_per_sample=reply["iters_per_sample"],
-                   warmup_calls=suite.timing.warmup, how=reply.get("how", ""), knobs=reply.get("knobs", {}),
-                   flops=reply.get("flops"))
+    record = _base(cell, "ok", threads_applied=applied, threads_verified=threads_verified).replace(**reply["record"])
+    if record.check is not None:
+        record = record.replace(verified=record.check["status"] == "pass")
     return _Open(cell, worker, deadline - time.monotonic(), record, t0)
 
 
-def _sample(entry: _Open, k: int, workers: _Workers) -> dict | None:
+def _sample(entry: _Open, k: int, workers: _Workers) -> CellRecord | None:
     """Take k samples for an open cell; the cell's failure record if that fails, else None."""
     try:
         reply = entry.request({"op": "sample", "k": k})
@@ -275,16 +269,14 @@ def _sample(entry: _Open, k: int, workers: _Workers) -> dict | None:
     if not reply.get("ok"):
         status = "oom" if reply.get("kind") == "oom" else "error"
         return _base(entry.cell, status, reply.get("error", ""), seconds=time.monotonic() - entry.t0)
-    entry.record["samples_s"].extend(reply["samples_s"])
+    entry.samples_s.extend(reply["samples_s"])
     return None
 
 
-def _close(entry: _Open, workers: _Workers) -> dict:
+def _close(entry: _Open, workers: _Workers) -> CellRecord:
     try:
         reply = entry.request({"op": "close"}, at_least_s=5.0)
     except (WorkerDied, WorkerTimeout) as e:
         return _failure(entry.cell, e, entry.t0, workers)
-    entry.record["peak_memory_bytes"] = reply.get("peak_memory_bytes")
-    entry.record["memory_kind"] = reply.get("memory_kind")
-    entry.record["seconds"] = time.monotonic() - entry.t0
-    return entry.record
+    return entry.record.replace(samples_s=tuple(entry.samples_s), seconds=time.monotonic() - entry.t0,
+                                **reply.get("record", {}))

@@ -29,8 +29,10 @@ are their product, less the excluded combinations:
     batch_sizes = [256]
 
 Every problem is a SuiteError raised at load, before anything runs, naming the file, the key, the
-bad value and the valid choices. Frameworks that are registered but cannot run here (not installed,
-no CUDA) are not errors: their cells stay in the suite and the runner records them as skipped.
+bad value and the valid choices. (Past 400 lines on purpose: one file format and every message about
+it, read top to bottom; the cell it expands into is harness.cells.Cell.) Frameworks that are
+registered but cannot run here (not installed, no CUDA) are not errors: their cells stay in the
+suite and the runner records them as skipped.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from typing import Any
 from reference_impl import models as catalogue
 
 from . import adapters
-from .adapters.base import DTYPES, PHASES, parse_device
+from .cells import DTYPES, PHASES, Cell, parse_device
+from .errors import BadInput
 
 __all__ = [
     "PHASES",
@@ -88,13 +91,11 @@ _ALL_ALLOWED = ("models", "frameworks", "dtypes", "modes", "phases")  # the axes
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
-class SuiteError(ValueError):
+class SuiteError(BadInput):
     """A suite that cannot be run as written. `source` is the file (or None), `key` the offending key."""
 
     def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
-        self.message, self.source, self.key = message, source, key
-        where = "".join(f"{part}: " for part in (source, key) if part)
-        super().__init__(f"{where}{message}")
+        super().__init__(message, source=source, key=key)
 
     def at(self, source: str) -> SuiteError:
         """The same error, said to come from `source` (when it names no file yet)."""
@@ -249,58 +250,6 @@ class Timing:
         if out["budget_s"] is None:
             del out["budget_s"]  # TOML has no null: an absent budget is no budget
         return out
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Cell:
-    """One measurement: a model in a framework, on a device, in a dtype and mode, at a batch size,
-    for one phase, with a number of threads."""
-
-    model: str
-    framework: str
-    device: str
-    dtype: str
-    mode: str
-    batch_size: int
-    phase: str
-    threads: int
-
-    def __post_init__(self):
-        for name in ("model", "framework", "mode"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"cell {name}: expected a non-empty string, got {value!r}")
-        parse_device(self.device)
-        if self.dtype not in DTYPES:
-            raise ValueError(f"cell dtype: unknown {self.dtype!r}; valid: {', '.join(DTYPES)}")
-        if self.phase not in PHASES:
-            raise ValueError(f"cell phase: unknown {self.phase!r}; valid: {', '.join(PHASES)}")
-        for name in ("batch_size", "threads"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"cell {name}: expected a positive integer, got {value!r}")
-
-    @property
-    def key(self) -> str:
-        """A stable id, safe in file names: 'mnist_cnn.torch.cpu.float32.eager.b32.forward.t2'
-        ('cuda:1' becomes 'cuda1'). An id, not a format to parse: use to_dict()/from_dict()."""
-        def safe(s: str) -> str:
-            return re.sub(r"[^A-Za-z0-9_-]", "-", s)
-        device = self.device.replace(":", "")
-        return ".".join((safe(self.model), safe(self.framework), device, self.dtype, safe(self.mode),
-                         f"b{self.batch_size}", self.phase, f"t{self.threads}"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Cell:
-        names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in data]
-        unknown = [k for k in data if k not in names]
-        if missing or unknown:
-            raise ValueError(f"not a cell: missing {missing}, unknown {unknown}; keys: {', '.join(names)}")
-        return cls(**{n: data[n] for n in names})
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,9 +35,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .stats import Stats, summarize
+from .cells import Measurement
 
 __all__ = ["Phase", "Timer", "Measurement", "measure", "validate_known_duration"]
 
@@ -74,41 +74,6 @@ class Phase:
         if not callable(self.sync):
             raise TypeError(f"Phase.sync must be callable with no arguments, got {type(self.sync).__name__}; "
                             "for CPU work leave the default, which waits for nothing")
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """The raw data of one timed phase. Statistics are derived from it (`stats()`), never stored."""
-
-    samples_s: tuple[float, ...]  # seconds per call, one value per sample
-    iters_per_sample: int
-    first_call_s: float
-    warmup_calls: int
-    min_sample_s: float
-    how: str = ""
-    _stats: Stats | None = field(default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "samples_s", tuple(float(s) for s in self.samples_s))
-        if not self.samples_s:
-            raise ValueError("a Measurement needs at least one sample: call Timer.sample(k) before measurement()")
-        if self.iters_per_sample < 1:
-            raise ValueError(f"iters_per_sample must be at least 1, got {self.iters_per_sample}")
-        if self.warmup_calls < 0:
-            raise ValueError(f"warmup_calls cannot be negative, got {self.warmup_calls}")
-
-    def stats(self) -> Stats:
-        """stats.summarize(samples_s) with its defaults, computed on first use and kept. For another
-        confidence or bootstrap seed, call stats.summarize(m.samples_s, ...) directly."""
-        if self._stats is None:
-            object.__setattr__(self, "_stats", summarize(self.samples_s))
-        return self._stats
-
-    def to_dict(self) -> dict:
-        """The raw data, JSON-ready (no statistics: a reader derives them)."""
-        return {"samples_s": list(self.samples_s), "iters_per_sample": self.iters_per_sample,
-                "first_call_s": self.first_call_s, "warmup_calls": self.warmup_calls,
-                "min_sample_s": self.min_sample_s, "how": self.how}
 
 
 class Timer:

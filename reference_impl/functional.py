@@ -10,6 +10,9 @@ call that uses the same workspace; without one, every call returns fresh arrays.
 
 Backward functions of activations take the forward *output* `y` (that is all they need); the others
 take the forward inputs, as in `conv2d_backward(dy, x, w, b, stride, padding) -> (dx, dw, db)`.
+
+Past 400 lines on purpose: every op with its backward beside it, one function each, as ONNX's
+reference keeps its ops; layers.py and model.py build on them.
 """
 
 from __future__ import annotations

@@ -94,8 +94,7 @@ class Sequential:
         for layer in spec.layers:
             self.layers.extend(_make_layers(layer, weights))
             self._ends.append((layer.name, len(self.layers) - 1))
-        fused = {("sparse_categorical_crossentropy", "softmax"), ("binary_crossentropy", "sigmoid")}
-        self._fused = (spec.loss, spec.final_activation) in fused
+        self._fused = spec.loss_takes_logits
         if spec.loss == "sparse_categorical_crossentropy":
             self._loss = (losses.sparse_softmax_cross_entropy, losses.sparse_softmax_cross_entropy_backward)
         elif spec.loss == "binary_crossentropy":

@@ -20,6 +20,8 @@ __all__ = [
 LAYER_KINDS = ("dense", "conv2d", "max_pool2d", "flatten", "relu", "sigmoid", "tanh", "softmax")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax")
 LOSSES = ("mse", "sparse_categorical_crossentropy", "binary_crossentropy")
+# (loss, final activation) pairs computed from the logits: see ModelSpec.loss_takes_logits.
+_LOGIT_LOSSES = frozenset({("sparse_categorical_crossentropy", "softmax"), ("binary_crossentropy", "sigmoid")})
 # Every hyperparameter must be given: frameworks' defaults differ (Adam's epsilon above all).
 OPTIMIZERS = {
     "sgd": ("lr", "momentum"),
@@ -238,6 +240,12 @@ class ModelSpec:
     def final_activation(self) -> str | None:
         last = self.layers[-1]
         return last.activation or (last.kind if last.kind in ACTIVATIONS else None)
+
+    @property
+    def loss_takes_logits(self) -> bool:
+        """Whether the loss is computed from the logits, the final activation left out: cross-entropy
+        after a final softmax, binary cross-entropy after a final sigmoid (as every framework fuses them)."""
+        return (self.loss, self.final_activation) in _LOGIT_LOSSES
 
     def layer(self, name: str) -> LayerSpec:
         for layer in self.layers:

@@ -18,6 +18,7 @@ import os
 from functools import cache
 from importlib.metadata import entry_points
 
+from ..errors import UnknownName
 from .base import Adapter, Availability, BuiltModel, Unavailable
 
 __all__ = ["Adapter", "Availability", "BuiltModel", "Unavailable", "ENTRY_POINT_GROUP", "names", "get"]
@@ -28,7 +29,7 @@ ENV_VAR = "FWBENCH_ADAPTERS"
 _BUILTIN = {
     "reference": "harness.adapters.reference:ReferenceAdapter",
     "torch": "harness.adapters.torch_adapter:TorchAdapter",
-    "tensorflow": "harness.adapters.tf_adapter:TensorFlowAdapter",
+    "tensorflow": "harness.adapters.tensorflow:TensorFlowAdapter",
 }
 
 
@@ -52,11 +53,11 @@ def names() -> list[str]:
 
 @cache
 def get(name: str) -> Adapter:
-    """The adapter called `name`; KeyError listing the valid names when there is none."""
+    """The adapter called `name`; UnknownName (a KeyError) listing the valid names when there is none."""
     try:
         target = _registered()[name]
     except KeyError:
-        raise KeyError(f"unknown framework {name!r}; valid: {', '.join(_registered())}") from None
+        raise UnknownName("framework", name, list(_registered())) from None
     module_name, _, class_name = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)

@@ -4,22 +4,25 @@ An adapter is a small stateless object per framework. Its `build` makes a `Built
 neutral ModelSpec and canonical weights; everything that crosses the contract is NumPy in the
 canonical layout and names (see docs/adapters.md), so that checks and timings never need to know
 the framework. Framework imports happen inside the adapter's methods, never at module import.
+`Adapter` is also the shared template: an adapter names its package, distributions, install hint
+and model class, and gets availability() and build() from it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import ClassVar
 
 import numpy as np
 
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
-__all__ = ["Adapter", "BuiltModel", "Availability", "Unavailable", "DTYPES", "PHASES", "parse_device"]
+from ..cells import DTYPES, PHASES, parse_device
 
-DTYPES = ("float32", "float64")
-PHASES = ("forward", "backward", "forward_backward", "train_step")
+__all__ = ["Adapter", "BuiltModel", "Availability", "Unavailable", "DTYPES", "PHASES", "parse_device"]
 
 
 class Unavailable(Exception):
@@ -31,14 +34,6 @@ class Availability:
     available: bool
     version: str | None = None
     reason: str = ""  # why not, and how to fix it, when not available
-
-
-def parse_device(device: str) -> tuple[str, int | None]:
-    """'cpu' -> ('cpu', None); 'cuda' -> ('cuda', None); 'cuda:1' -> ('cuda', 1)."""
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise ValueError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N")
-    return kind, int(index) if index else None
 
 
 class BuiltModel(ABC):
@@ -132,14 +127,46 @@ class BuiltModel(ABC):
 
 
 class Adapter(ABC):
-    """A framework: whether it is here, what it can run, and how to build a model in it."""
+    """A framework: whether it is here, what it can run, and how to build a model in it.
+
+    The template: an adapter sets `name`, `modes`, `package`, `install_hint`, `model_class` (and
+    `distributions` when several provide the package), and writes devices(); availability() and
+    build() come from here. It overrides unavailable_reason() to add its own conditions, and
+    availability() or build() only where its framework differs (a third-party adapter may still
+    write both itself, as before the template).
+    """
 
     name: ClassVar[str]
     modes: ClassVar[tuple[str, ...]]  # the first is the default, and must be 'eager'
+    package: ClassVar[str | None] = None  # the top-level module the framework is imported as: "torch"
+    distributions: ClassVar[tuple[str, ...]] = ()  # the pip distributions that provide it; () means (package,)
+    install_hint: ClassVar[str] = ""  # the fix when it is missing: "pip install -e '.[torch]'"
+    model_class: ClassVar[type[BuiltModel] | None] = None  # what build() makes (see build)
 
-    @abstractmethod
     def availability(self) -> Availability:
-        """Whether the framework can be imported here. Never raises."""
+        """Whether `package` can be imported here, with the version of the first of `distributions`
+        installed. From find_spec and package metadata only: the framework is not imported (that
+        takes seconds, and `bench list` must work with NumPy alone). Never raises."""
+        if self.package is None:
+            return Availability(False, None, f"{type(self).__name__} names no package: set `package` "
+                                             "or override availability()")
+        try:
+            found = importlib.util.find_spec(self.package) is not None
+        except (ImportError, ValueError):  # a broken parent package, or a module without a spec
+            found = False
+        fix = f": {self.install_hint}" if self.install_hint else ""
+        for dist in self.distributions or (self.package,):
+            try:
+                ver = version(dist)
+            except PackageNotFoundError:
+                continue
+            if found:
+                return Availability(True, ver)
+            return Availability(False, ver, f"{dist} {ver} is installed but module {self.package!r} is not "
+                                            f"importable; reinstall{fix}")
+        if found:  # a build from source, or an install without metadata
+            return Availability(True, None)
+        return Availability(False, None, f"not installed{fix}")
 
     @abstractmethod
     def devices(self) -> list[str]:
@@ -169,10 +196,18 @@ class Adapter(ABC):
             return f"{self.name} has no device {device!r}; usable: {', '.join(usable)}"
         return None
 
-    @abstractmethod
     def build(self, spec: ModelSpec, weights: dict[str, np.ndarray], *, device: str = "cpu",
               dtype: str = "float32", mode: str = "eager") -> BuiltModel:
         """The model of `spec` with (a copy of) `weights`, cast to dtype, placed on device.
 
-        Raises Unavailable when this device, dtype or mode cannot run here.
+        Raises Unavailable with unavailable_reason() when this device, dtype or mode cannot run
+        here; otherwise returns model_class(spec, weights, device=device, dtype=dtype, mode=mode),
+        with the device 'cuda' given as 'cuda:0'.
         """
+        if self.model_class is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no model_class: set it or override build()")
+        reason = self.unavailable_reason(device, dtype, mode)
+        if reason:
+            raise Unavailable(reason)
+        return self.model_class(spec, weights, device="cuda:0" if device == "cuda" else device, dtype=dtype,
+                                mode=mode)

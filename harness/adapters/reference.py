@@ -9,38 +9,20 @@ import numpy as np
 import reference_impl as ri
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
-from .base import Adapter, Availability, BuiltModel, Unavailable
+from .base import Adapter, Availability, BuiltModel
 
-__all__ = ["ReferenceAdapter"]
+__all__ = ["ReferenceAdapter", "ReferenceModel"]
 
-
-def _openblas_threads() -> int | None:
-    """The thread count NumPy's OpenBLAS reports, when NumPy uses a loadable OpenBLAS."""
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-    except OSError:
-        return None
-    for path in paths:
-        if not path.startswith("/"):
-            continue
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads"):
-            fn = getattr(lib, symbol, None)
-            if fn is not None:
-                fn.restype = ctypes.c_int
-                return int(fn())
-    return None
+# The BLAS limit of configure_threads, held for the life of the process.
+_blas_limits = None
 
 
 class ReferenceModel(BuiltModel):
-    def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], dtype: str) -> None:
-        self.spec, self.device, self.dtype, self.mode = spec, "cpu", dtype, "eager"
+    def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], dtype: str = "float32", *,
+                 device: str = "cpu", mode: str = "eager") -> None:
+        if (device, mode) != ("cpu", "eager"):
+            raise ValueError(f"the reference runs on the cpu, eager; got device {device!r}, mode {mode!r}")
+        self.spec, self.device, self.dtype, self.mode = spec, device, dtype, mode
         self._model = ri.build(spec, {k: np.asarray(v, dtype=dtype) for k, v in weights.items()})
         self._optimizer: ri.optim.Optimizer | None = None
 
@@ -67,7 +49,6 @@ class ReferenceModel(BuiltModel):
 
     def layer_outputs(self, x):
         return self._model.layer_outputs(x)
-
 
     def knobs(self):
         return {"mode": "eager", "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
@@ -96,26 +77,30 @@ class ReferenceModel(BuiltModel):
 class ReferenceAdapter(Adapter):
     name = "reference"
     modes = ("eager",)
+    model_class = ReferenceModel
 
     def availability(self) -> Availability:
+        # NumPy is fwbench's own dependency: always here. The version names it (the framework is NumPy).
         return Availability(True, f"numpy {np.__version__}")
 
     def devices(self) -> list[str]:
         return ["cpu"]
 
     def configure_threads(self, threads: int) -> dict:
-        # NumPy's BLAS reads its thread count from the environment when it loads: a worker sets
-        # OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before importing NumPy; this reports what it has.
-        env = os.environ.get("OPENBLAS_NUM_THREADS")
-        blas = _openblas_threads()
-        applied = {"threads": blas if blas is not None else (int(env) if env and env.isdigit() else None),
-                   "OPENBLAS_NUM_THREADS": env}
-        if blas is not None:
-            applied["openblas_get_num_threads"] = blas
-        return applied
+        """Limit NumPy's BLAS to `threads` with threadpoolctl, for the rest of the process, and
+        report what threadpoolctl then finds: "threads" is the BLAS pools' size (the largest, None
+        without a BLAS pool), "threadpools" every BLAS and OpenMP pool loaded.
 
-    def build(self, spec, weights, *, device="cpu", dtype="float32", mode="eager") -> ReferenceModel:
-        reason = self.unavailable_reason(device, dtype, mode)
-        if reason:
-            raise Unavailable(reason)
-        return ReferenceModel(spec, weights, dtype)
+        A `bench run` worker also sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before NumPy loads
+        (a BLAS reads them once, when it loads, and sizes its pool from them); the limit here holds
+        whatever the environment said, and works on any BLAS threadpoolctl knows, not OpenBLAS only.
+        """
+        from threadpoolctl import threadpool_info, threadpool_limits
+
+        global _blas_limits
+        _blas_limits = threadpool_limits(threads, user_api="blas")
+        pools = [{key: pool.get(key) for key in ("user_api", "internal_api", "num_threads", "version")}
+                 for pool in threadpool_info()]
+        blas = [pool["num_threads"] for pool in pools if pool["user_api"] == "blas"]
+        return {"threads": max(blas) if blas else None, "threadpools": pools,
+                "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}

@@ -7,17 +7,15 @@ converts. Modules are named after the spec's layers, so state_dict keys are the 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from collections import OrderedDict
-from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
 from reference_impl.functional import conv_geometry, pool_geometry
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
-from .base import Adapter, Availability, BuiltModel, Unavailable, parse_device
+from .base import Adapter, BuiltModel, parse_device
 
 __all__ = ["TorchAdapter", "TorchModel", "to_canonical", "from_canonical"]
 
@@ -81,9 +79,6 @@ def _modules(spec: ModelSpec):
     return mods
 
 
-_LOGIT_LOSSES = {("sparse_categorical_crossentropy", "softmax"), ("binary_crossentropy", "sigmoid")}
-
-
 class TorchModel(BuiltModel):
     def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], device: str, dtype: str,
                  mode: str) -> None:
@@ -91,7 +86,7 @@ class TorchModel(BuiltModel):
         self.spec, self.device, self.dtype, self.mode = spec, device, dtype, mode
         self._torch_dtype = getattr(torch, dtype)
         mods = _modules(spec)
-        self._fused = (spec.loss, spec.final_activation) in _LOGIT_LOSSES
+        self._fused = spec.loss_takes_logits
         final = mods.pop() if self._fused else None
         self.module = torch.nn.Sequential(OrderedDict((n, m) for n, m, _ in mods))
         self._final = final[1] if final else None
@@ -296,14 +291,9 @@ class TorchModel(BuiltModel):
 class TorchAdapter(Adapter):
     name = "torch"
     modes = ("eager", "compile")
-
-    def availability(self) -> Availability:
-        if importlib.util.find_spec("torch") is None:
-            return Availability(False, None, "not installed: pip install -e '.[torch]' (README: CPU-only or CUDA)")
-        try:
-            return Availability(True, version("torch"))
-        except PackageNotFoundError:
-            return Availability(True, None)
+    package = "torch"
+    install_hint = "pip install -e '.[torch]' (README: CPU-only or CUDA)"
+    model_class = TorchModel
 
     def devices(self) -> list[str]:
         if not self.availability().available:
@@ -323,11 +313,3 @@ class TorchAdapter(Adapter):
             if shutil.which("g++") is None and shutil.which("c++") is None:
                 return "torch.compile on the CPU needs a C++ compiler (g++), and none is on PATH"
         return reason
-
-    def build(self, spec, weights, *, device="cpu", dtype="float32", mode="eager") -> TorchModel:
-        reason = self.unavailable_reason(device, dtype, mode)
-        if reason:
-            raise Unavailable(reason)
-        if device == "cuda":
-            device = "cuda:0"
-        return TorchModel(spec, weights, device, dtype, mode)

@@ -1,33 +1,44 @@
 """What `bench run` and `bench selftest` show a person: the progress line, and the self-test's report."""
 
+import io
+
 from click.testing import CliRunner
 
 from harness import selftest
-from harness.cli import _ProgressPrinter, cli
-from harness.suites import Cell
+from harness.cells import Cell, CellRecord
+from harness.cli import _Progress, cli
 
 CELL = Cell("mlp", "torch", "cpu", "float32", "eager", 8, "forward", 2)
-OK = {"status": "ok", "reason": "", "samples_s": [0.002, 0.001, 0.003], "verified": True}
+OK = CellRecord(CELL, "ok", samples_s=(0.002, 0.001, 0.003), iters_per_sample=1, verified=True)
 
 
-def test_terminal_progress_is_one_rewritten_line_with_counts_and_time_left(capsys):
-    printer = _ProgressPrinter(tty=True)
-    printer("start", total=4, done=0, todo=4)
-    printer("cell", cell=CELL)
-    printer("done", cell=CELL, record=OK, done=1, total=4, elapsed=1.0)
-    out = capsys.readouterr().out
-    assert "\r" in out and "\n" not in out  # rewritten in place, never scrolled
-    assert "1/4 cells" in out and "left" in out and CELL.key in out
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
 
-def test_plain_progress_is_one_line_per_finished_cell(capsys):
-    printer = _ProgressPrinter(tty=False)
-    printer("start", total=2, done=1, todo=1)
-    printer("cell", cell=CELL)
-    printer("done", cell=CELL, record=OK, done=2, total=2, elapsed=1.0)
-    printer("done", cell=CELL, record={"status": "timeout", "reason": "no answer within 60 s"}, done=2, total=2,
-            elapsed=2.0)
-    lines = capsys.readouterr().out.splitlines()
+def test_terminal_progress_is_one_rewritten_line_with_counts_and_time_left():
+    out = _Terminal()
+    progress = _Progress(file=out)
+    progress("start", total=4, done=0, todo=4)
+    progress("cell", cell=CELL)
+    progress("done", cell=CELL, record=OK, done=1, total=4, elapsed=1.0)
+    text = out.getvalue()
+    assert "\r" in text and "\n" not in text  # rewritten in place, never scrolled
+    assert "1/4" in text and CELL.key in text and "cells" in text
+    progress("finish", summary=None)
+    assert out.getvalue().endswith("\n")  # the bar's last state stays on screen, the next line below it
+
+
+def test_plain_progress_is_one_line_per_finished_cell():
+    out = io.StringIO()
+    progress = _Progress(file=out)
+    progress("start", total=2, done=1, todo=1)
+    progress("cell", cell=CELL)
+    progress("done", cell=CELL, record=OK, done=2, total=2, elapsed=1.0)
+    progress("done", cell=CELL, record=CellRecord(CELL, "timeout", "no answer within 60 s"), done=2, total=2,
+             elapsed=2.0)
+    lines = out.getvalue().splitlines()
     assert lines[0].startswith("resuming: 1 of 2")
     assert lines[1] == f"[2/2] {CELL.key}: median 2.000 ms over 3 samples"
     assert lines[2].endswith("timeout: no answer within 60 s")

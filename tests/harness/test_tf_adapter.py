@@ -16,7 +16,7 @@ tf = pytest.importorskip("tensorflow")
 import reference_impl as ri  # noqa: E402
 from harness import adapters  # noqa: E402
 from harness.adapters.base import Unavailable  # noqa: E402
-from harness.adapters.tf_adapter import TensorFlowAdapter, from_canonical, knobs, to_canonical  # noqa: E402
+from harness.adapters.tensorflow import TensorFlowAdapter, from_canonical, knobs, to_canonical  # noqa: E402
 from reference_impl.spec import LayerSpec, ModelSpec, OptimizerSpec  # noqa: E402
 
 MODELS = ri.models.names()
@@ -110,7 +110,7 @@ def test_registry_gives_the_tensorflow_adapter():
 
 
 def test_availability_and_knobs_do_not_import_tensorflow():
-    code = ("import sys; from harness.adapters.tf_adapter import TensorFlowAdapter, knobs; "
+    code = ("import sys; from harness.adapters.tensorflow import TensorFlowAdapter, knobs; "
             "s = TensorFlowAdapter().availability(); k = knobs(); "
             "assert s.available and s.version, s; assert k['tensorflow'] == s.version, k; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported'")
