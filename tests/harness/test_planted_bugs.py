@@ -1,7 +1,8 @@
 """Planted bugs: each classic porting mistake must fail the check and be localised.
 
-The adapters of tests/harness/planted.py are the torch adapter with one mistake each. For every
-one, check_cell must fail, fail on the right tensors, and name the first layer where the model
+The adapters of tests/harness/planted.py are the torch adapter with one mistake each, and those of
+tests/harness/planted_jax.py the same mistakes written in JAX (the `kit` fixture runs every test on
+both). For every one, check_cell must fail, fail on the right tensors, and name the first layer where the model
 parts from the reference (docs/equivalence.md): forward failures by the first failing layer in
 spec order, gradient failures by the first in backward order, update failures by optimizer.
 The controls (the unmodified adapter, and the planted machinery without the mistake) pass the
@@ -30,6 +31,17 @@ from tests.harness import planted  # noqa: E402
 
 DTYPES = ("float32", "float64")
 MISSING = "missing from the framework's results"
+
+
+@pytest.fixture(params=["torch", "jax"])
+def kit(request):
+    """The planted adapters of one framework: tests/harness/planted.py (torch) or planted_jax.py."""
+    if request.param == "jax":
+        pytest.importorskip("jax")
+        from tests.harness import planted_jax
+
+        return planted_jax
+    return planted
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -71,8 +83,9 @@ def _describe(result: CheckResult) -> str:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model", ["mlp", "lenet5", "mnist_cnn"])
-@pytest.mark.parametrize("adapter_cls", [TorchAdapter, planted.PlantedAdapter], ids=["torch", "planted-plumbing"])
-def test_control_the_unmodified_adapter_passes(adapter_cls, model, dtype):
+@pytest.mark.parametrize("which", ["adapter", "planted-plumbing"])
+def test_control_the_unmodified_adapter_passes(kit, which, model, dtype):
+    adapter_cls = {"adapter": getattr(kit, "BaseAdapter", TorchAdapter), "planted-plumbing": kit.PlantedAdapter}[which]
     result = _check(adapter_cls(), model, dtype)
     assert result.status == "pass", _describe(result)
     assert result.first_divergence is None
@@ -81,17 +94,17 @@ def test_control_the_unmodified_adapter_passes(adapter_cls, model, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model", ["lenet5", "mnist_cnn"])
-def test_control_nhwc_flatten_with_the_row_permutation_passes(model, dtype):
+def test_control_nhwc_flatten_with_the_row_permutation_passes(kit, model, dtype):
     """The machinery of bug 2 (NHWC flatten, flatten output reported canonically) is right when
     the first dense weight's rows are permuted: the bug is the missing permutation alone."""
-    result = _check(planted.NhwcFlattenPermutedAdapter(), model, dtype)
+    result = _check(kit.NhwcFlattenPermutedAdapter(), model, dtype)
     assert result.status == "pass", _describe(result)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model", ["mlp", "lenet5"])
-def test_control_hand_written_adam_with_eps_outside_the_root_passes(model, dtype):
-    result = _check(planted.CustomAdamAdapter(), model, dtype)
+def test_control_hand_written_adam_with_eps_outside_the_root_passes(kit, model, dtype):
+    result = _check(kit.CustomAdamAdapter(), model, dtype)
     assert result.status == "pass", _describe(result)
 
 
@@ -100,8 +113,8 @@ def test_control_hand_written_adam_with_eps_outside_the_root_passes(model, dtype
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model", ["lenet5", "mnist_cnn"])
-def test_flipped_conv_kernel_is_found_at_conv1_forward(model, dtype):
-    result = _check(planted.FlippedConvAdapter(), model, dtype)
+def test_flipped_conv_kernel_is_found_at_conv1_forward(kit, model, dtype):
+    result = _check(kit.FlippedConvAdapter(), model, dtype)
     assert result.status == "fail", _describe(result)
     assert result.first_divergence == "conv1 (forward)"
     tensors = _by_name(result)
@@ -121,8 +134,8 @@ def test_flipped_conv_kernel_is_found_at_conv1_forward(model, dtype):
     ("mnist_cnn", "dense1", ["conv1", "pool1", "conv2", "pool2", "conv3"]),
     ("lenet5", "fc1", ["conv1", "pool1", "conv2", "pool2"]),
 ])
-def test_nhwc_flatten_without_row_permutation_is_found_at_the_first_dense(model, dense, convs, dtype):
-    result = _check(planted.NhwcFlattenAdapter(), model, dtype)
+def test_nhwc_flatten_without_row_permutation_is_found_at_the_first_dense(kit, model, dense, convs, dtype):
+    result = _check(kit.NhwcFlattenAdapter(), model, dtype)
     assert result.status == "fail", _describe(result)
     assert result.first_divergence == f"{dense} (forward)"
     tensors = _by_name(result)
@@ -136,9 +149,9 @@ def test_nhwc_flatten_without_row_permutation_is_found_at_the_first_dense(model,
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dropped_bias_reported_as_zeros_is_found_at_fc2_forward(dtype):
+def test_dropped_bias_reported_as_zeros_is_found_at_fc2_forward(kit, dtype):
     """The port keeps the key 'fc2.bias' (zeros) but has no such parameter: it fails by value."""
-    result = _check(planted.DroppedBiasZerosAdapter(), "lenet5", dtype)
+    result = _check(kit.DroppedBiasZerosAdapter(), "lenet5", dtype)
     assert result.status == "fail", _describe(result)
     assert result.first_divergence == "fc2 (forward)"
     tensors = _by_name(result)
@@ -151,9 +164,9 @@ def test_dropped_bias_reported_as_zeros_is_found_at_fc2_forward(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dropped_bias_missing_from_the_results_is_reported_missing(dtype):
+def test_dropped_bias_missing_from_the_results_is_reported_missing(kit, dtype):
     """The port drops the key too: the check reports the tensor missing, and still localises."""
-    result = _check(planted.DroppedBiasMissingAdapter(), "lenet5", dtype)
+    result = _check(kit.DroppedBiasMissingAdapter(), "lenet5", dtype)
     assert result.status == "fail", _describe(result)
     assert result.first_divergence == "fc2 (forward)"
     tensors = _by_name(result)
@@ -167,8 +180,8 @@ def test_dropped_bias_missing_from_the_results_is_reported_missing(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_softmax_over_the_batch_axis_is_found_at_fc2_forward(dtype):
-    result = _check(planted.SoftmaxOverBatchAdapter(), "mlp", dtype)
+def test_softmax_over_the_batch_axis_is_found_at_fc2_forward(kit, dtype):
+    result = _check(kit.SoftmaxOverBatchAdapter(), "mlp", dtype)
     assert result.status == "fail", _describe(result)
     assert result.first_divergence == "fc2 (forward)"
     # The loss is taken from the logits, so only the probabilities are wrong.
@@ -183,8 +196,8 @@ def test_softmax_over_the_batch_axis_is_found_at_fc2_forward(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model, last", [("lenet5", "fc3"), ("mnist_cnn", "dense2"), ("mlp", "fc2"),
                                          ("linear_regression", "linear")])
-def test_summed_gradients_are_found_at_the_last_layer_backward(model, last, dtype):
-    result = _check(planted.SummedGradientsAdapter(), model, dtype)
+def test_summed_gradients_are_found_at_the_last_layer_backward(kit, model, last, dtype):
+    result = _check(kit.SummedGradientsAdapter(), model, dtype)
     assert result.status == "fail", _describe(result)
     assert result.first_divergence == f"{last} (backward)"
     forward = [t for t in result.tensors if t.stage == "forward"]
@@ -203,8 +216,8 @@ def test_summed_gradients_are_found_at_the_last_layer_backward(model, last, dtyp
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model, first", [("mlp", "fc1"), ("lenet5", "conv1")])
-def test_adam_eps_inside_the_root_fails_only_the_adam_update(model, first, dtype):
-    result = _check(planted.EpsInsideSqrtAdamAdapter(), model, dtype)
+def test_adam_eps_inside_the_root_fails_only_the_adam_update(kit, model, first, dtype):
+    result = _check(kit.EpsInsideSqrtAdamAdapter(), model, dtype)
     assert result.status == "fail", _describe(result)
     assert result.first_divergence.endswith("(adam update)")
     assert result.first_divergence == f"{first} (adam update)"

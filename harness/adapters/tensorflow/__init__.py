@@ -2,9 +2,10 @@
 in a tf.function ('function') or in a tf.function(jit_compile=True) ('xla').
 
 The package: layout.py converts between Keras's layouts and the canonical ones (NumPy only);
-model.py builds the Keras layers (Keras only) and runs them in TensorFlowModel; optim.py holds the
-reference's update rules over tensors of any backend; phases.py the timing phases. Keras on
-another backend can reuse layout, the layers and optim.
+model.py builds the Keras layers (Keras only) and runs them in TensorFlowModel, with the reference's
+update rules of harness/adapters/update_rules.py (tensors of any backend); phases.py the timing
+phases; runtime.py the lazy import, devices and knobs. Keras on another backend can reuse layout,
+the layers and the update rules.
 
 TensorFlow and Keras are imported lazily, inside functions. TF_CPP_MIN_LOG_LEVEL defaults to 2
 and KERAS_BACKEND to 'tensorflow' before the first import (both only when not already set).
@@ -61,6 +62,8 @@ def _xla_problem(device: str, dtype: str) -> str | None:
 class TensorFlowAdapter(Adapter):
     name = "tensorflow"
     modes = ("eager", "function", "xla")
+    # model.fit's jit_compile="auto" on TensorFlow: a tf.function, XLA only where a GPU is present
+    idiomatic_mode = "function"
     package = "tensorflow"
     distributions = TF_DISTRIBUTIONS
     install_hint = "pip install -e '.[tensorflow]' (or '.[tensorflow-cpu]')"

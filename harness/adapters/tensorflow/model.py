@@ -27,8 +27,8 @@ import numpy as np
 from reference_impl.functional import conv_geometry, pool_geometry
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
+from .. import update_rules as optim
 from ..base import BuiltModel
-from . import optim
 from .layout import flatten_layout, from_canonical, native_shape, nchw_to_nhwc, nhwc_to_nchw, to_canonical
 from .phases import timing_phase
 from .runtime import import_keras, import_tf, knobs, tf_device

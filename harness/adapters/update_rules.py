@@ -1,4 +1,4 @@
-"""The reference's update rules (reference_impl.optim) over framework tensors, for the Keras models.
+"""The reference's update rules (reference_impl.optim) over the tensors of any framework (TF, JAX, Keras).
 
 Optimizers. Not keras.optimizers: Keras's Adam adds epsilon to sqrt(v) with the bias correction
 folded into the step size (the paper's rule with eps scaled by sqrt(1 - beta2^t)), and its SGD
