@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,8 +23,7 @@ from reference_impl.spec import ModelSpec, OptimizerSpec
 
 from . import adapters
 from .adapters.base import Adapter, BuiltModel, Unavailable
-from .cells import DTYPES, parse_device
-from .errors import BadInput, UnknownName
+from .cells import parse_device
 
 __all__ = [
     "Tolerance",
@@ -37,7 +35,7 @@ __all__ = [
     "tolerance_for",
     "check_cell",
     "check_model",
-    "check_all",
+    "error_result",
     "ReferenceRun",
 ]
 
@@ -166,6 +164,20 @@ class CheckResult:
             return bad[0]
         return max(finite, key=lambda t: t.normwise / t.normwise_tol, default=None)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> CheckResult:
+        """The inverse of to_dict (a check run in a worker process comes back this way); JSON's
+        null for a non-finite error is read back as NaN."""
+        def num(v):
+            return float("nan") if v is None else float(v)
+
+        tensors = [TensorCheck(t["tensor"], t["stage"], t["layer"], tuple(t["shape"]), num(t["max_abs"]),
+                               num(t["normwise"]), num(t["atol"]), num(t["rtol"]), num(t["normwise_tol"]),
+                               bool(t["passed"]), t.get("note", "")) for t in d.get("tensors") or []]
+        return cls(d["model"], d["framework"], d["device"], d["dtype"], d["mode"], d["status"], d.get("reason", ""),
+                   tensors, d.get("first_divergence"), d.get("deterministic"), num(d.get("nondeterminism", 0.0)),
+                   num(d.get("seconds", 0.0)))
+
     def verdict(self) -> dict:
         """What a timed cell stores of its check (CellRecord.check): the status, where it parts from
         the reference, the worst tensor, the reason, and every tensor (for the equivalence plot)."""
@@ -285,13 +297,13 @@ def check_cell(adapter: Adapter, reference: ReferenceRun, *, device: str = "cpu"
     except Unavailable as e:
         return CheckResult(spec.name, adapter.name, device, dtype, mode, "skip", reason=str(e))
     except Exception as e:  # a framework's failure is a result, not a crash of the whole check
-        return _error(CheckResult(spec.name, adapter.name, device, dtype, mode, "error"), e, start)
+        return error_result(CheckResult(spec.name, adapter.name, device, dtype, mode, "error"), e, start)
     result = check_model(model, reference, repeats=repeats, framework=adapter.name)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _error(result: CheckResult, e: Exception, start: float) -> CheckResult:
+def error_result(result: CheckResult, e: Exception, start: float) -> CheckResult:
     result.status = "error"
     result.reason = f"{type(e).__name__}: {e}"
     result.first_divergence = traceback.format_exc(limit=-3).strip().splitlines()[-1]
@@ -308,7 +320,7 @@ def check_model(model: BuiltModel, reference: ReferenceRun, *, repeats: int = 2,
     try:
         runs = [_run(model, reference.weights, reference.batches) for _ in range(repeats)]
     except Exception as e:
-        return _error(result, e, start)
+        return error_result(result, e, start)
     tolerances = tolerance_for(model.dtype, model.device)
     checks = []
     for key, expected in reference.tensors.items():
@@ -339,53 +351,3 @@ def check_model(model: BuiltModel, reference: ReferenceRun, *, repeats: int = 2,
         result.nondeterminism = worst
     result.seconds = time.perf_counter() - start
     return result
-
-
-def check_all(models: Iterable[str] = (), frameworks: Iterable[str] = (), dtypes: Iterable[str] = (),
-              devices: Iterable[str] = (), modes: Iterable[str] = (), *, batch: int = CHECK_BATCH, steps: int = 3,
-              seed: int = 0) -> Iterator[CheckResult]:
-    """`bench check`: every model x framework x device x dtype x mode named (each axis empty = all;
-    devices empty = cpu), one CheckResult per cell, yielded as each is checked.
-
-    Every name is validated before anything runs (UnknownName, BadInput). A framework that cannot be
-    loaded is one 'error' result per model, device and dtype; a mode is run by the frameworks that
-    have it.
-    """
-    models, frameworks, dtypes, devices, modes = map(tuple, (models, frameworks, dtypes, devices, modes))
-    _known("model", models, ri.models.names())
-    _known("framework", frameworks, adapters.names())
-    _known("dtype", dtypes, DTYPES)
-    for device in devices:
-        try:
-            parse_device(device)
-        except ValueError as e:
-            raise BadInput(str(e), key="--device", value=device, choices=("cpu", "cuda", "cuda:N")) from None
-    loaded: dict[str, Adapter | Exception] = {}
-    for name in frameworks or adapters.names():
-        try:
-            loaded[name] = adapters.get(name)
-        except (ImportError, TypeError) as e:
-            loaded[name] = e
-    _known("mode", modes, sorted({m for a in loaded.values() if not isinstance(a, Exception) for m in a.modes}))
-    return _check_all(models or tuple(ri.models.names()), loaded, dtypes or DTYPES, devices or ("cpu",), modes,
-                      batch, steps, seed)
-
-
-def _known(what: str, given: tuple, valid) -> None:
-    for value in given:
-        if value not in valid:
-            raise UnknownName(what, value, list(valid), key=f"--{what}" if what != "model" else None)
-
-
-def _check_all(models, loaded, dtypes, devices, modes, batch, steps, seed) -> Iterator[CheckResult]:
-    for model_name in models:
-        spec = ri.models.get(model_name)
-        reference = ReferenceRun(spec, ri.init_weights(spec, seed, np.float64), batch, seed, steps)
-        for fw_name, adapter in loaded.items():
-            for device in devices:
-                for dtype in dtypes:
-                    if isinstance(adapter, Exception):
-                        yield CheckResult(model_name, fw_name, device, dtype, "-", "error", reason=str(adapter))
-                        continue
-                    for mode in [m for m in adapter.modes if not modes or m in modes]:
-                        yield check_cell(adapter, reference, device=device, dtype=dtype, mode=mode)

@@ -116,11 +116,11 @@ def check_cmd(models, frameworks, dtypes, devices, modes, batch, steps, seed, fm
       bench check mnist_cnn lenet5 --framework torch --framework tensorflow --dtype float32
       bench check mlp --mode eager --format json
     """
-    from . import checks
+    from .check_suite import check_all
     from .report import text
 
     checked = []
-    cells = checks.check_all(models, frameworks, dtypes, devices, modes, batch=batch, steps=steps, seed=seed)
+    cells = check_all(models, frameworks, dtypes, devices, modes, batch=batch, steps=steps, seed=seed)
     if fmt == "table":
         click.echo(text.CHECK_HEADER)
     for result in cells:

@@ -11,6 +11,8 @@ the runner applies to the cell's record as they are: one schema on the wire and 
      "timing": Timing.to_dict(), "verify", "seed"}      warmup_calls, min_sample_s, how, check, knobs, flops}}
     {"op": "sample", "k"}                             {"ok", "samples_s": [seconds per call, ...]}
     {"op": "close"}                                   {"ok", "record": {peak_memory_bytes, memory_kind}}
+    {"op": "check", "model", "device", "dtype",       {"ok", "result": CheckResult.to_dict()}
+     "mode", "batch", "steps", "seed"}                  (bench check, for an adapter with an `environment`)
     {"op": "exit"}
 
 A failure answers {"ok": false, "kind": "skipped" | "error" | "oom", "error": "..."}.
@@ -85,6 +87,8 @@ class _Session:
         from . import adapters
 
         self.adapter = adapters.get(msg["framework"])
+        # before the framework is first imported: its backend (KERAS_BACKEND), x64, ...
+        os.environ.update(self.adapter.environment)
         status = self.adapter.availability()
         applied = self.adapter.configure_threads(int(msg["threads"])) if status.available else {}
         if status.available and "threadpools" not in applied:
@@ -146,6 +150,23 @@ class _Session:
             "how": phase.how, "check": check, "knobs": self.model.knobs(),
             "flops": spec.phase_flops(cell.phase, cell.batch_size)}}
 
+    def check(self, msg: dict) -> dict:
+        """One cell of `bench check`, for an adapter that needs a process of its own."""
+        import numpy as np
+
+        import reference_impl as ri
+
+        from . import checks
+
+        key = (msg["model"], msg["batch"], msg["seed"], msg["steps"])
+        if key not in self.references:
+            spec = ri.models.get(msg["model"])
+            weights = ri.init_weights(spec, msg["seed"], np.float64)
+            self.references[key] = checks.ReferenceRun(spec, weights, msg["batch"], msg["seed"], msg["steps"])
+        result = checks.check_cell(self.adapter, self.references[key], device=msg["device"], dtype=msg["dtype"],
+                                   mode=msg["mode"])
+        return {"ok": True, "result": result.to_dict()}
+
     def sample(self, msg: dict) -> dict:
         if self.timer is None:
             return {"ok": False, "kind": "error", "error": "sample before open"}
@@ -181,7 +202,7 @@ def main() -> None:
     os.dup2(2, 1)  # stray prints from frameworks go to stderr, never into the protocol
     sys.stdout = sys.stderr
     session = _Session()
-    handlers = {"setup": session.setup, "peak": session.peak, "open": session.open,
+    handlers = {"setup": session.setup, "peak": session.peak, "open": session.open, "check": session.check,
                 "sample": session.sample, "close": session.close}
     for line in sys.stdin:
         msg = json.loads(line)

@@ -30,6 +30,9 @@ _BUILTIN = {
     "reference": "harness.adapters.reference:ReferenceAdapter",
     "torch": "harness.adapters.torch_adapter:TorchAdapter",
     "tensorflow": "harness.adapters.tensorflow:TensorFlowAdapter",
+    "jax": "harness.adapters.jax_adapter:JaxAdapter",
+    "keras-jax": "harness.adapters.keras:KerasJaxAdapter",
+    "keras-torch": "harness.adapters.keras:KerasTorchAdapter",
 }
 
 

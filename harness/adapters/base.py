@@ -138,10 +138,16 @@ class Adapter(ABC):
 
     name: ClassVar[str]
     modes: ClassVar[tuple[str, ...]]  # the first is the default, and must be 'eager'
+    # The mode the framework's users train in (torch eager, Keras's model.fit, JAX's jit): what a
+    # suite's `modes = ["idiomatic"]` times. docs/adapters.md says which, and why, for each built-in.
+    idiomatic_mode: ClassVar[str] = "eager"
     package: ClassVar[str | None] = None  # the top-level module the framework is imported as: "torch"
     distributions: ClassVar[tuple[str, ...]] = ()  # the pip distributions that provide it; () means (package,)
     install_hint: ClassVar[str] = ""  # the fix when it is missing: "pip install -e '.[torch]'"
     model_class: ClassVar[type[BuiltModel] | None] = None  # what build() makes (see build)
+    # Environment variables the framework must see before it is first imported (KERAS_BACKEND=jax):
+    # `bench run` sets them in the adapter's worker, `bench check` runs the adapter in a worker of its own.
+    environment: ClassVar[dict[str, str]] = {}
 
     def availability(self) -> Availability:
         """Whether `package` can be imported here, with the version of the first of `distributions`

@@ -1,0 +1,100 @@
+"""Keras on JAX: the layers as a function of (variables, x) under keras.StatelessScope, for
+jax.value_and_grad and jax.jit; the reference's update rules on jax arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reference_impl.spec import OptimizerSpec
+
+from .. import update_rules
+from ..jax_adapter import kept_result
+from .model import KerasModel
+
+__all__ = ["KerasJaxModel"]
+
+
+class KerasJaxModel(KerasModel):
+    backend = "jax"
+
+    def __init__(self, spec, weights, *, device="cpu", dtype="float32", mode="eager") -> None:
+        import jax
+
+        super().__init__(spec, weights, device=device, dtype=dtype, mode=mode)
+        self._jit = jax.jit if mode == "jit" else (lambda f: f)
+        self._forward_fn = self._jit(lambda values, x: self._stateless(values, self._steps, x))
+        self._grad_fn = self._jit(jax.value_and_grad(self._loss, argnums=(0, 1)))
+        self._train_fn = None
+
+    def _values(self) -> list:
+        return [v.value for v in self._var_list]
+
+    def _stateless(self, values, steps, x):
+        """The layers applied to x with their variables read as `values` (traced, under jax)."""
+        with self.keras.StatelessScope(state_mapping=list(zip(self._var_list, values, strict=True))):
+            return self._apply(steps, x)
+
+    def _loss(self, values, x, y):
+        return self._loss_of(self._stateless(values, self._train_steps, x), y)
+
+    def _forward(self, x):
+        return self._forward_fn(self._values(), x)
+
+    def _loss_and_grads(self, x, y):
+        loss, (dparams, dx) = self._grad_fn(self._values(), x, y)
+        return loss, dparams, dx
+
+    def set_optimizer(self, optimizer: OptimizerSpec) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        consts, kind = self._consts(optimizer), optimizer.kind
+
+        def step(values, slots, x, y, corrections):
+            loss, grads = jax.value_and_grad(self._loss)(values, x, y)
+            new = [update_rules.update(kind, p, g, s, consts, corrections, sqrt=jnp.sqrt)
+                   for p, g, s in zip(values, grads, slots, strict=True)]
+            return loss, [p for p, _ in new], [s for _, s in new]
+
+        self._optimizer, self._steps_taken = optimizer, 0
+        self._slots = [tuple(jnp.zeros_like(v) for _ in update_rules.slot_names(optimizer)) for v in self._values()]
+        self._train_fn = self._jit(step)
+
+    def _train(self, x, y):
+        self._steps_taken += 1
+        loss, values, self._slots = self._train_fn(self._values(), self._slots, x, y, self._corrections())
+        for var, value in zip(self._var_list, values, strict=True):
+            var.assign(value)
+        return loss
+
+    def timing_phase(self, phase, x, y):
+        import jax
+
+        from harness.timing import Phase
+
+        tx, ty = self._input(x), self._target(y)
+        keep, sync = kept_result()
+
+        if phase == "forward":
+            return Phase(keep(lambda: self._forward(tx)), sync=sync,
+                         how=f"the Keras layers as a function of (variables, x) ({self.mode}), no gradient")
+        if phase == "forward_backward":
+            fb = self._jit(jax.value_and_grad(self._loss))
+            return Phase(keep(lambda: fb(self._values(), tx, ty)), sync=sync,
+                         how=f"jax.value_and_grad of the Keras loss: every parameter gradient ({self.mode})")
+        if phase == "backward":
+            pending: list = []
+            apply = self._jit(lambda vjp_fn, ct: vjp_fn(ct))
+            one = self._tensor(np.asarray(1.0))
+
+            def prepare():
+                _, vjp_fn = jax.vjp(lambda v: self._loss(v, tx, ty), self._values())
+                pending.append(vjp_fn)
+
+            return Phase(keep(lambda: apply(pending.pop(), one)), prepare=prepare, sync=sync,
+                         how=f"the loss's vjp alone ({self.mode}); jax.vjp's forward runs untimed before each call")
+        if phase == "train_step":
+            self.set_optimizer(self.spec.optimizer)
+            return Phase(keep(lambda: self._train(tx, ty)), sync=sync,
+                         how=f"loss, gradients and the reference's {self.spec.optimizer.kind} update ({self.mode})")
+        return super().timing_phase(phase, x, y)
