@@ -44,9 +44,10 @@ def ratio(value: float) -> str:
 
 
 def contender_label(framework: str, mode: str) -> str:
-    """'torch', 'torch compile', 'tensorflow xla': how every table and plot names a framework in a
-    mode; eager, the default, goes unnamed."""
-    return framework if mode == "eager" else f"{framework} {mode}"
+    """'torch eager', 'tensorflow function', 'jax jit': how every table and plot names a framework
+    in a mode, the mode always said (an eager torch and a jit-compiled JAX are not the same race);
+    the NumPy reference, which has one mode, is 'reference'."""
+    return framework if framework == "reference" else f"{framework} {mode}"
 
 
 def marks(noisy: bool | None, verified: bool | None) -> str:

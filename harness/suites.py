@@ -9,7 +9,8 @@ are their product, less the excluded combinations:
     frameworks = "all"                  # or a list; "all" = every registered adapter, plugins included
     devices = ["cpu"]                   # cpu, cuda, cuda:N
     dtypes = ["float32"]                # float32, float64; or "all"
-    modes = ["eager"]                   # or "all"; a framework runs those of its modes that are named
+    modes = ["eager"]                   # or "all"; a framework runs those of its modes that are named;
+                                        # "idiomatic": each framework's own training mode (jax jit, ...)
     batch_sizes = [1, 32]
     phases = ["forward", "forward_backward"]   # forward, backward, forward_backward, train_step; or "all"
     threads = [2]                       # one run per thread count (a sweep when several)
@@ -63,6 +64,8 @@ __all__ = [
     "Cell",
     "Suite",
     "framework_modes",
+    "idiomatic_mode",
+    "IDIOMATIC",
     "load",
     "available",
 ]
@@ -89,6 +92,8 @@ _TOP_KEYS = ("name", "description", *AXES, "verify", "timing", "exclude")
 _OPTIONAL_KEYS = ("name", "description", "verify", "timing", "exclude")
 _ALL_ALLOWED = ("models", "frameworks", "dtypes", "modes", "phases")  # the axes whose set of values is known
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# The mode a suite names to time each framework as its users train (Adapter.idiomatic_mode).
+IDIOMATIC = "idiomatic"
 
 
 class SuiteError(BadInput):
@@ -128,10 +133,25 @@ def framework_modes(name: str) -> tuple[str, ...]:
         return ("eager",)
 
 
+@cache
+def idiomatic_mode(name: str) -> str:
+    """The mode the users of framework `name` train in (Adapter.idiomatic_mode); 'eager' for an
+    adapter that cannot be loaded."""
+    try:
+        return adapters.get(name).idiomatic_mode
+    except (ImportError, TypeError):
+        return "eager"
+
+
 def _all_modes(frameworks: Iterable[str]) -> tuple[str, ...]:
     """The union of the frameworks' modes, in the order first seen."""
     registered = adapters.names()
     return tuple(dict.fromkeys(mode for name in frameworks if name in registered for mode in framework_modes(name)))
+
+
+def _valid_modes(frameworks: Iterable[str]) -> tuple[str, ...]:
+    """What a suite's modes may name: the frameworks' modes, and IDIOMATIC."""
+    return (*_all_modes(frameworks), IDIOMATIC)
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,7 +165,7 @@ def _known(axis: str) -> tuple[str, ...]:
     if axis == "frameworks":
         return tuple(adapters.names())
     if axis == "modes":
-        return _all_modes(adapters.names())
+        return _valid_modes(adapters.names())
     if axis == "dtypes":
         return DTYPES
     if axis == "phases":
@@ -321,7 +341,7 @@ class Suite:
                 _check_axis(axis, getattr(self, axis), axis)
         _check_axis("modes", self.modes, "modes")
         # A mode must belong to at least one selected framework, else it names nothing.
-        selected = _all_modes(self.frameworks)
+        selected = _valid_modes(self.frameworks)
         for mode in self.modes:
             if mode not in selected:
                 raise SuiteError(f"mode {mode!r} belongs to none of the frameworks {', '.join(self.frameworks)}; "
@@ -336,8 +356,10 @@ class Suite:
             raise SuiteError("the excludes leave no cell to run", key="exclude")
 
     def modes_for(self, framework: str) -> tuple[str, ...]:
-        """The suite's modes that `framework` has, in the framework's own order."""
-        return tuple(m for m in framework_modes(framework) if m in self.modes)
+        """The suite's modes that `framework` has, in the framework's own order; with IDIOMATIC among
+        them, the framework's idiomatic mode too."""
+        idiomatic = idiomatic_mode(framework) if IDIOMATIC in self.modes else None
+        return tuple(m for m in framework_modes(framework) if m in self.modes or m == idiomatic)
 
     def cells(self) -> list[Cell]:
         """Every cell, excludes removed, in run order: by threads, model, batch size, phase, dtype,

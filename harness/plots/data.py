@@ -28,7 +28,7 @@ __all__ = [
     "slug",
 ]
 
-FRAMEWORK_ORDER = ("reference", "torch", "tensorflow", "jax")
+FRAMEWORK_ORDER = ("reference", "torch", "tensorflow", "jax", "keras-jax", "keras-torch")
 _MODE_ORDER = ("eager",)
 DTYPE_ORDER = ("float32", "float64")
 

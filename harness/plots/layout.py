@@ -126,8 +126,9 @@ def footer(run: Mapping, df: pd.DataFrame | None, frameworks: Iterable[str] | No
     packages = env.get("packages") or {}
     versions = []
     for framework in sorted(frameworks, key=lambda f: data.rank(f, data.FRAMEWORK_ORDER)):
-        package = "numpy" if framework == "reference" else framework
-        if packages.get(package):
+        package = "numpy" if framework == "reference" else "keras" if framework.startswith("keras") else framework
+        # NOTE: keras-jax and keras-torch name one keras
+        if packages.get(package) and f"{package} {packages[package]}" not in versions:
             versions.append(f"{package} {packages[package]}")
     if versions:
         parts.append(", ".join(versions))

@@ -33,8 +33,9 @@ __all__ = [
 
 # Fixed colours for the frameworks fwbench knows; any other (a plugin) gets one of _OTHER_COLORS by a
 # hash of its name, the same in every plot and every run. Red is kept for failed checks.
-_FRAMEWORK_COLORS = {"reference": "#5f5f5f", "torch": "#ee7d1a", "tensorflow": "#1f77b4", "jax": "#2ca02c"}
-_OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f00", "#393b79")
+_FRAMEWORK_COLORS = {"reference": "#5f5f5f", "torch": "#ee7d1a", "tensorflow": "#1f77b4", "jax": "#2ca02c",
+                     "keras-jax": "#17becf", "keras-torch": "#9467bd"}
+_OTHER_COLORS = ("#8c564b", "#e377c2", "#bcbd22", "#7f7f00", "#393b79", "#e7969c", "#637939")
 RED = "#d62728"
 _MARKERS = ("o", "s", "^", "D", "P", "X", "*")  # 'v' is kept for exact zeros in the equivalence plot
 DEVICE_LINESTYLES = ("-", "--", ":", "-.")

@@ -155,13 +155,13 @@ def test_phases_plot_has_a_panel_per_device_and_batch_size_and_at_most_three_bat
     assert "smallest, a middle and the largest" in plot.caption
 
 
-def test_contenders_name_mode_and_dtype_only_when_they_vary():
+def test_contenders_name_their_mode_always_and_the_dtype_only_when_it_varies():
     rows = [cell("mlp", "torch", mode=m, dtype=d) for m in ("eager", "compile") for d in ("float32", "float64")]
     rows += [cell("mlp", "tensorflow", mode="xla", dtype="float64")]
     plot = plots.plot_phases(frame(rows), RUN, "mlp")
     labels = [t.get_text() for t in plot.figure.legends[0].get_texts()]
-    assert labels[:5] == ["torch · float32", "torch · float64", "torch compile · float32", "torch compile · float64",
-                          "tensorflow xla · float64"]
+    assert labels[:5] == ["torch eager · float32", "torch eager · float64", "torch compile · float32",
+                          "torch compile · float64", "tensorflow xla · float64"]
 
 
 def test_framework_colours_are_fixed_across_plots(full):
@@ -286,7 +286,7 @@ def test_scaling_points_are_the_throughputs():
     df = full_run()
     plot = plots.plot_scaling(df, RUN, "forward")
     (mlp,) = [ax for ax in plot.figure.axes if ax.get_title() == "mlp"]
-    (line,) = [ln for ln in mlp.lines if ln.get_gid() == "torch@cpu"]
+    (line,) = [ln for ln in mlp.lines if ln.get_gid() == "torch eager@cpu"]
     rows = df[(df["model"] == "mlp") & (df["framework"] == "torch") & (df["phase"] == "forward")]
     rows = rows.sort_values("batch_size")
     assert list(line.get_xdata()) == [1, 32, 128]
@@ -301,8 +301,8 @@ def test_thread_speed_up_is_time_at_the_fewest_threads_over_time():
     plot = plots.plot_threads(frame(rows), RUN)
     (ax,) = axes_of(plot)
     speedup = {ln.get_gid(): list(ln.get_ydata()) for ln in ax.lines if ln.get_gid()}
-    assert np.allclose(speedup["torch@cpu"], [1, 2, 4])
-    assert np.allclose(speedup["tensorflow@cpu"], [1, math.sqrt(2), 2])
+    assert np.allclose(speedup["torch eager@cpu"], [1, 2, 4])
+    assert np.allclose(speedup["tensorflow eager@cpu"], [1, math.sqrt(2), 2])
     assert "batch 128" in ax.get_title() and "forward_backward" in plot.caption
 
 
