@@ -12,6 +12,7 @@ framework parts from the reference is named.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -298,7 +299,8 @@ def check_cell(adapter: Adapter, reference: ReferenceRun, *, device: str = "cpu"
         return CheckResult(spec.name, adapter.name, device, dtype, mode, "skip", reason=str(e))
     except Exception as e:  # a framework's failure is a result, not a crash of the whole check
         return error_result(CheckResult(spec.name, adapter.name, device, dtype, mode, "error"), e, start)
-    result = check_model(model, reference, repeats=repeats, framework=adapter.name)
+    result = check_model(model, reference, repeats=repeats, framework=adapter.name, device=device, dtype=dtype,
+                         mode=mode)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -311,33 +313,39 @@ def error_result(result: CheckResult, e: Exception, start: float) -> CheckResult
     return result
 
 
-def check_model(model: BuiltModel, reference: ReferenceRun, *, repeats: int = 2, framework: str = "?") -> CheckResult:
+def check_model(model: BuiltModel, reference: ReferenceRun, *, repeats: int = 2, framework: str = "?",
+                device: str | None = None, dtype: str | None = None, mode: str | None = None) -> CheckResult:
     """Check a model already built (as `bench run` does before timing the same model): every tensor
-    against the reference, `repeats` runs for determinism. The model's weights are restored."""
+    of every one of `repeats` runs against the reference (the worst run is reported), and whether
+    the runs agree bitwise. The model's weights are restored.
+
+    device, dtype and mode are what the model was asked for: the tolerances are those of the dtype
+    asked for, not of the one the model reports, and a model that reports another device, dtype
+    or mode, or hands back a tensor of another dtype, fails (it is not what was asked to be timed).
+    Left None, the model's own word is taken (a caller that built nothing itself).
+    """
     spec = reference.spec
-    result = CheckResult(spec.name, framework, model.device, model.dtype, model.mode, "pass")
+    asked = {"device": device or model.device, "dtype": dtype or model.dtype, "mode": mode or model.mode}
+    asked["device"] = "cuda:0" if asked["device"] == "cuda" else asked["device"]
+    result = CheckResult(spec.name, framework, asked["device"], asked["dtype"], asked["mode"], "pass")
     start = time.perf_counter()
+    reported = {"device": model.device, "dtype": model.dtype, "mode": model.mode}
+    wrong = [f"asked for {k} {asked[k]!r}, the model reports {reported[k]!r}" for k in asked if reported[k] != asked[k]]
     try:
         runs = [_run(model, reference.weights, reference.batches) for _ in range(repeats)]
     except Exception as e:
         return error_result(result, e, start)
-    tolerances = tolerance_for(model.dtype, model.device)
-    checks = []
-    for key, expected in reference.tensors.items():
-        stage, layer = _stage_and_layer(key)
-        actual = runs[0].get(key)
-        if actual is None:
-            checks.append(TensorCheck(key, stage, layer, (), float("nan"), float("nan"), float("nan"), 0.0,
-                                      0.0, False, "missing from the framework's results"))
-            continue
-        checks.append(compare(key, stage, layer, actual, expected, tolerances[stage]))
+    tolerances = tolerance_for(asked["dtype"], asked["device"])
+    checks = [_worst_run(key, expected, runs, tolerances, asked["dtype"])
+              for key, expected in reference.tensors.items()]
     for key in sorted(set(runs[0]) - set(reference.tensors)):
         stage, layer = _stage_and_layer(key)
         checks.append(TensorCheck(key, stage, layer, np.shape(runs[0][key]), float("nan"), float("nan"),
                                   float("nan"), 0.0, 0.0, False, "not in the reference (a name the spec lacks)"))
     result.tensors = checks
     result.first_divergence = _first_divergence(spec, checks)
-    result.status = "pass" if all(c.passed for c in checks) else "fail"
+    result.status = "pass" if all(c.passed for c in checks) and not wrong else "fail"
+    result.reason = "; ".join(wrong)
     if repeats > 1:
         worst = 0.0
         for key, first in runs[0].items():
@@ -351,3 +359,34 @@ def check_model(model: BuiltModel, reference: ReferenceRun, *, repeats: int = 2,
         result.nondeterminism = worst
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _worst_run(key: str, expected, runs: list[dict], tolerances: dict[str, Tolerance], dtype: str) -> TensorCheck:
+    """One tensor of every run against the reference: the first run's check, unless a later run's
+    is worse (it fails where the first passes, or its error is larger relative to the tolerance),
+    which then says which run it is. A tensor of another dtype than asked for fails."""
+    stage, layer = _stage_and_layer(key)
+    worst: TensorCheck | None = None
+    for i, run in enumerate(runs):
+        actual = run.get(key)
+        if actual is None:
+            return TensorCheck(key, stage, layer, (), float("nan"), float("nan"), float("nan"), 0.0, 0.0, False,
+                               "missing from the framework's results")
+        check = compare(key, stage, layer, actual, expected, tolerances[stage])
+        got = np.asarray(actual).dtype
+        if key != "loss" and got.kind == "f" and got != np.dtype(dtype):  # the loss comes back as a Python float
+            check = dataclasses.replace(check, passed=False, note=f"dtype {got}, asked for {dtype}")
+        if i and len(runs) > 1:
+            check = dataclasses.replace(check, note=(check.note + "; " if check.note else "") + f"run {i + 1} of "
+                                        f"{len(runs)}")
+        if worst is None or _worse(check, worst):
+            worst = check
+    return worst
+
+
+def _worse(a: TensorCheck, b: TensorCheck) -> bool:
+    if a.passed != b.passed:
+        return not a.passed
+    ra = a.normwise / a.normwise_tol if a.normwise_tol else a.normwise
+    rb = b.normwise / b.normwise_tol if b.normwise_tol else b.normwise
+    return bool(ra > rb) or (np.isnan(ra) and not np.isnan(rb))

@@ -130,7 +130,8 @@ class _Session:
                     if cell.model not in self.references:
                         self.references[cell.model] = checks.ReferenceRun(spec, weights, checks.CHECK_BATCH, seed, 3)
                     result = checks.check_model(self.model, self.references[cell.model], repeats=1,
-                                                framework=self.adapter.name)
+                                                framework=self.adapter.name, device=cell.device, dtype=cell.dtype,
+                                                mode=cell.mode)
                     self.verdicts[key] = result.verdict()
                 check = self.verdicts[key]
             x, y = ri.random_batch(spec, cell.batch_size, seed + 100, np.float64)

@@ -169,3 +169,59 @@ def test_float32_mnist_cnn_at_batch_32_passes_away_from_pooling_ties():
     reference = checks.ReferenceRun(spec, ri.init_weights(spec, 0, np.float64), batch_size=32, seed=0, steps=1)
     result = checks.check_cell(ReferenceAdapter(), reference, dtype="float32", repeats=1)
     assert result.status == "pass", [(t.tensor, t.normwise) for t in result.failures]
+
+
+# -- the check holds a model to what it was asked for, and compares every run ---------------------
+
+
+class _LyingAdapter(ReferenceAdapter):
+    """Asked for float64, builds a float32 model that says it is float32."""
+
+    name = "liar"
+
+    def build(self, spec, weights, *, device="cpu", dtype="float32", mode="eager"):
+        return ReferenceModel(spec, weights, "float32")
+
+
+class _LeakyModel(ReferenceModel):
+    """Keeps one optimizer per kind for ever: the second run's Adam starts from the first run's state."""
+
+    _kept: dict = {}
+
+    def set_optimizer(self, optimizer):
+        if optimizer.kind not in self._kept:
+            super().set_optimizer(optimizer)
+            self._kept[optimizer.kind] = self._optimizer
+        self._optimizer = self._kept[optimizer.kind]
+
+
+class _LeakyAdapter(ReferenceAdapter):
+    name = "leaky"
+    model_class = _LeakyModel
+
+
+def _reference(model="mlp"):
+    spec = ri.models.get(model)
+    return checks.ReferenceRun(spec, ri.init_weights(spec, 0, np.float64), 8, 0, 3)
+
+
+def test_a_model_that_reports_another_dtype_than_asked_fails_and_is_not_given_its_tolerances():
+    result = checks.check_cell(_LyingAdapter(), _reference(), dtype="float64")
+    assert result.status == "fail" and result.dtype == "float64"
+    assert "asked for dtype 'float64', the model reports 'float32'" in result.reason
+    output = next(t for t in result.tensors if t.tensor == "output")
+    assert not output.passed and output.normwise_tol == checks.TOLERANCES[("float64", "cpu")]["forward"].normwise
+    assert output.note == "dtype float32, asked for float64"
+
+
+def test_state_leaking_into_the_second_run_fails_and_names_the_run():
+    _LeakyModel._kept = {}
+    result = checks.check_cell(_LeakyAdapter(), _reference(), dtype="float64", repeats=2)
+    assert result.status == "fail", [t.tensor for t in result.failures]
+    failed = {t.tensor for t in result.failures}
+    assert failed and all(name.startswith(("adam:", "sgd:")) for name in failed)
+    assert all(t.note.endswith("run 2 of 2") for t in result.failures)
+    assert result.deterministic is False  # reported beside, as before
+    _LeakyModel._kept = {}
+    once = checks.check_cell(_LeakyAdapter(), _reference(), dtype="float64", repeats=1)
+    assert once.status == "pass"  # the first run alone is right: only comparing every run shows it
