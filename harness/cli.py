@@ -4,6 +4,9 @@ Each command builds its inputs, calls one library function, and prints what come
 is harness.errors.BadInput wherever it is found (a suite file, a run folder, a name): `_Command`
 turns it into a one-line message and exit status 2, in this one place. Anything else that is raised is a
 bug, and shows as one (a traceback, exit status 1).
+
+Past 400 lines on purpose: every command's options, help text and printing live here and nowhere
+else; what a command computes is in the library.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       bench run quick                        time every model, write results/<run-id>/ and its report
       bench report results/<run-id>          the report again (HTML, Markdown, plots)
       bench compare results/<a> results/<b>  regressions between two runs; exit 1 on one
+      bench train mnist_cnn                  train on Fashion-MNIST in every framework, step for step
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -283,6 +287,16 @@ def report_cmd(run, plots) -> None:
     from .report import document, md
 
     loaded = results.read(run)
+    if loaded.meta.get("kind") == "train":  # a `bench train` run: its own report
+        from . import training
+        from .training import report as train_report
+
+        trained = training.read(run)
+        for line in train_report.verdict_lines(trained, training.verdicts(trained)):
+            click.echo(line)
+        paths = train_report.write(run, plots=plots)
+        click.echo(f"report: {next(p for p in paths if p.name == report.REPORT_HTML)}")
+        return
     summary = report.summarize(loaded)
     for line in md.plain_lines(document.summary_blocks(summary)):
         click.echo(line)
@@ -338,6 +352,138 @@ def compare_cmd(run_a, run_b, min_effect, alpha, correction, force, relative_to,
     else:
         click.echo(comparison.text(result, show_all=show_all))
     if result.failed:
+        sys.exit(1)
+
+
+class _TrainProgress:
+    """bench train's progress: on a terminal, a bar per contender's epoch (its steps); elsewhere one
+    line per finished epoch."""
+
+    def __init__(self, err: bool = False) -> None:
+        self.bar = None
+        self.err = err  # on standard error, when standard output is for JSON
+        self.tty = (sys.stderr if err else sys.stdout).isatty()
+
+    def echo(self, text: str) -> None:
+        click.echo(text, err=self.err)
+
+    def __call__(self, event: str, **d) -> None:
+        if event == "start":
+            c = d["config"]
+            self.echo(f"train {c.model} on {c.dataset}: {len(c.contenders)} contenders x {c.epochs} epochs of "
+                       f"{d['steps']} steps (batch {c.batch_size}); {d['todo']} epoch evaluations to go; "
+                       f"run {d['run_dir']}")
+        elif event == "epoch_start" and self.tty:
+            self.bar = click.progressbar(length=d["steps"], label=f"epoch {d['epoch']} {d['contender'].label:<28}",
+                                         show_pos=True, show_eta=True,
+                                         file=sys.stderr if self.err else None)
+            self.bar.__enter__()
+        elif event == "steps" and self.bar is not None:
+            self.bar.update(d["n"])
+        elif event == "replay":
+            self.echo(f"{d['contender'].label}: replaying epoch {d['epoch']} to rebuild its optimizer state")
+        elif event in ("epoch", "failed", "finish"):
+            if self.bar is not None:
+                self.bar.__exit__(None, None, None)
+                self.bar = None
+            if event == "epoch":
+                r = d["record"]
+                took = f"{r['seconds']:.2f} s, " if r["epoch"] else ""
+                self.echo(f"{d['contender'].label}: epoch {r['epoch']}: {took}train loss {r['train_loss']:.4f}, "
+                           f"test accuracy {r['test_accuracy']:.4f}" + (f" ({r['stopped']})" if r.get("stopped")
+                                                                         else ""))
+            elif event == "failed":
+                self.echo(click.style(f"{d['contender'].label}: {d['kind']}: {d['reason']}", fg="red"))
+
+
+@cli.command("train")
+@click.argument("model", required=False)
+@click.option("--data", "data", default=None, help="Dataset name (default: the model's own; listed above).")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="Folder holding fashion-mnist/ (default: $FWBENCH_DATA, else /usr/share/datasets).")
+@click.option("--epochs", type=int, default=None, help="Epochs (default: the model's recipe).")
+@click.option("--batch", "batch", type=int, default=None, help="Batch size (default: the model's recipe).")
+@click.option("--framework", "-f", "frameworks", multiple=True, help="Repeatable. Default: every one available.")
+@click.option("--dtype", "dtypes", multiple=True,
+              help="float32, float64 (repeatable). Default: float32; the float64 reference always runs.")
+@click.option("--mode", "modes", multiple=True, help="Repeatable. Default: each framework's idiomatic mode.")
+@click.option("--target", type=float, default=None, help="Test accuracy whose time to reach is reported.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the weights and the batch order.")
+@click.option("--limit-train", type=int, default=None, help="Train on the first N training samples only.")
+@click.option("--limit-test", type=int, default=None, help="Evaluate on the first N test samples only.")
+@click.option("--threads", type=int, default=None, help="CPU threads per framework (default: the usable cores).")
+@click.option("--results-dir", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--resume", "resume", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Finish this training run (its own settings; give no MODEL).")
+@click.option("--report/--no-report", "with_report", default=True, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def train_cmd(model, data, data_dir, epochs, batch, frameworks, dtypes, modes, target, seed, limit_train,
+              limit_test, threads, results_dir, resume, with_report, fmt) -> None:
+    """Train MODEL on real data in every framework and the NumPy reference, step for step.
+
+    The same initial weights, the same preprocessing (once, in NumPy), the same shuffled batches
+    in the same order, the same optimizer with every hyperparameter explicit; each framework in a
+    worker of its own, epochs interleaved. Recorded: every step's loss and time, per epoch the train
+    and test loss and accuracy, time to the target accuracy, peak memory. Verdicts against the
+    float64 reference: the trajectory (float64 within 1e-10 at every step), learning, and the final
+    test accuracy within its 95% interval. Writes results/<run-id>/ with report.html.
+    Exit status: 0 every contender passes, 1 one fails, 2 bad input, 130 interrupted (resume it).
+
+    \b
+    Models and their datasets:
+      mnist_cnn fashion-mnist, lenet5 fashion-mnist-32, mlp fashion-mnist-10x10,
+      sigmoid_mlp digits, logistic_regression breast-cancer (linear_regression: none ships)
+    Fashion-MNIST: sudo apt-get install dataset-fashion-mnist; digits, breast-cancer: scikit-learn.
+
+    \b
+    Examples:
+      bench train sigmoid_mlp
+      bench train mnist_cnn --epochs 5
+      bench train logistic_regression --dtype float32 --dtype float64 --framework torch
+      bench train mnist_cnn --limit-train 2000 --limit-test 1000 --epochs 1
+      bench train --resume results/20261202-180407-train-mnist_cnn
+    """
+    from . import metadata, training
+    from .training import report as train_report
+
+    if resume:
+        if model:
+            raise click.UsageError("give a MODEL or --resume RUN, not both")
+        config, run_dir = training.resume(resume)
+    else:
+        if not model:
+            from . import datasets
+
+            rows = [f"{m} ({d}{': ' + why if (why := datasets.available(d, data_dir)) else ''})"
+                    for m, d in datasets.MODEL_DATASETS.items()]
+            raise click.UsageError("which model? " + "; ".join(rows))
+        config = training.plan(model, data=data, epochs=epochs, batch_size=batch, frameworks=frameworks,
+                               dtypes=dtypes, modes=modes, seed=seed, target=target,
+                               threads=threads or max(1, metadata.usable_cpus() or 1), limit_train=limit_train,
+                               limit_test=limit_test, data_dir=data_dir)
+        run_dir = training.start(config, results_dir)
+    try:
+        summary = training.train(config, run_dir, progress=_TrainProgress(err=fmt == "json"))
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: every finished epoch is kept; finish with: bench train --resume {run_dir}",
+                   err=fmt == "json")
+        sys.exit(130)
+    run = training.read(run_dir)
+    found = training.verdicts(run)
+    if fmt == "json":
+        click.echo(train_report.dumps(found))
+    else:
+        click.echo("")
+        for line in train_report.verdict_lines(run, found):
+            click.echo(line)
+        click.echo(f"\n{summary.seconds:.0f} s; results in {run_dir}")
+    if with_report:
+        try:
+            paths = train_report.write(run_dir)
+            click.echo(f"report: {next(p for p in paths if p.name == 'report.html')}", err=fmt == "json")
+        except Exception as e:  # the results are safe on disk; a drawing bug must not hide the verdicts
+            click.echo(click.style(f"the report could not be written: {type(e).__name__}: {e}", fg="red"), err=True)
+    if any(v.status in ("fail", "error") for v in found):
         sys.exit(1)
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["PACKAGES", "TF_DISTRIBUTIONS", "THREAD_COUNT_VARS", "THREAD_ENV_VARS", "COMPARED_FIELDS", "environment",
-           "thread_env", "git_info", "gpus", "same_machine", "lookup", "usable_cpus"]
+           "thread_env", "git_info", "gpus", "same_machine", "lookup", "usable_cpus", "peak_rss_reset",
+           "peak_rss_bytes"]
 
 # The packages whose versions are recorded: fwbench's dependencies and the frameworks it can run.
-PACKAGES = ("numpy", "pandas", "matplotlib", "click", "torch", "tensorflow", "keras", "jax", "jaxlib")
+PACKAGES = ("numpy", "pandas", "matplotlib", "click", "torch", "tensorflow", "keras", "jax", "jaxlib", "scikit-learn")
 
 # The distributions that provide the `tensorflow` module (the tensorflow adapter reads its version from them).
 TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly", "tf-nightly-cpu")
@@ -51,7 +52,7 @@ THREAD_ENV_VARS = (
 # The fields of environment() that make two runs' timings incomparable when they differ (dotted paths).
 COMPARED_FIELDS = (
     "cpu.model", "cpu.logical_cores", "cpu.affinity_cores", "gpus", "blas.name", "blas.version",
-    *(f"packages.{name}" for name in PACKAGES if name not in ("pandas", "matplotlib", "click")),
+    *(f"packages.{name}" for name in PACKAGES if name not in ("pandas", "matplotlib", "click", "scikit-learn")),
 )
 
 _TIMEOUT_S = 10.0  # for git and nvidia-smi: a hung tool must not hang the run
@@ -261,3 +262,27 @@ def _numpy_blas() -> dict[str, str | None] | None:
     except (ImportError, TypeError, ValueError, KeyError, AttributeError):
         return None
     return {"name": blas.get("name"), "version": blas.get("version")}
+
+
+def peak_rss_reset() -> None:
+    """Reset the process's peak RSS (Linux 4.0+), so that each cell's peak is its own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes() -> int | None:
+    """The process's peak resident set size since it started or since peak_rss_reset (VmHWM)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    except (ImportError, OSError):
+        return None

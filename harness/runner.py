@@ -69,6 +69,8 @@ def resume_run(run_dir: str | Path) -> tuple[Suite, Path]:
     changed since), for running what is missing."""
     run_dir = Path(run_dir)
     run = results.read_run(run_dir)
+    if run.get("kind") == "train":
+        raise results.ResultsError(f"{run_dir}: a `bench train` run; resume it with `bench train --resume {run_dir}`")
     suite = Suite.from_dict(run["suite"], source=str(run_dir / results.RUN_FILE))
     return suite, run_dir
 

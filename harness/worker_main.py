@@ -13,6 +13,7 @@ the runner applies to the cell's record as they are: one schema on the wire and 
     {"op": "close"}                                   {"ok", "record": {peak_memory_bytes, memory_kind}}
     {"op": "check", "model", "device", "dtype",       {"ok", "result": CheckResult.to_dict()}
      "mode", "batch", "steps", "seed"}                  (bench check, for an adapter with an `environment`)
+    {"op": "train_open" | "train_steps" | "train_eval", ...}   bench train: harness/training/session.py
     {"op": "exit"}
 
 A failure answers {"ok": false, "kind": "skipped" | "error" | "oom", "error": "..."}.
@@ -25,36 +26,13 @@ import os
 import sys
 import time
 import traceback
-from pathlib import Path
 
 from .cells import Cell
+from .metadata import peak_rss_bytes, peak_rss_reset
 
 __all__ = ["main"]
 
 _OOM_ERRORS = ("OutOfMemoryError", "ResourceExhaustedError")  # torch.cuda's and TensorFlow's
-
-
-def _peak_rss_reset() -> None:
-    """Reset the process's peak RSS (Linux 4.0+), so that each cell's peak is its own."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def _peak_rss_bytes() -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    except (ImportError, OSError):
-        return None
 
 
 def _cpu_peak_gflops(n: int = 1024, repeats: int = 5) -> float:
@@ -118,7 +96,7 @@ class _Session:
         spec = ri.models.get(cell.model)
         seed = int(msg.get("seed", 0))
         weights = ri.init_weights(spec, seed, np.float64)
-        _peak_rss_reset()
+        peak_rss_reset()
         try:
             self.model = self.adapter.build(spec, weights, device=cell.device, dtype=cell.dtype, mode=cell.mode)
             check = None
@@ -168,6 +146,17 @@ class _Session:
                                    mode=msg["mode"])
         return {"ok": True, "result": result.to_dict()}
 
+    def train(self, msg: dict) -> dict:
+        """`bench train`'s ops (train_open, train_steps, train_eval): harness.training.session."""
+        from .training.session import TrainSession
+
+        if msg["op"] == "train_open":
+            self.trainer = TrainSession(self.adapter)
+            return self.trainer.open(msg)
+        if getattr(self, "trainer", None) is None:
+            return {"ok": False, "kind": "error", "error": f"{msg['op']} before train_open"}
+        return (self.trainer.steps if msg["op"] == "train_steps" else self.trainer.evaluate)(msg)
+
     def sample(self, msg: dict) -> dict:
         if self.timer is None:
             return {"ok": False, "kind": "error", "error": "sample before open"}
@@ -177,7 +166,7 @@ class _Session:
         return {"ok": True, "samples_s": self.timer.sample(int(msg["k"]))}
 
     def close(self, msg: dict) -> dict:
-        peak, kind = _peak_rss_bytes(), "rss"
+        peak, kind = peak_rss_bytes(), "rss"
         device_memory = getattr(self.model, "device_memory", None)
         if device_memory is not None:
             found = device_memory()
@@ -204,7 +193,8 @@ def main() -> None:
     sys.stdout = sys.stderr
     session = _Session()
     handlers = {"setup": session.setup, "peak": session.peak, "open": session.open, "check": session.check,
-                "sample": session.sample, "close": session.close}
+                "sample": session.sample, "close": session.close, "train_open": session.train,
+                "train_steps": session.train, "train_eval": session.train}
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["op"] == "exit":

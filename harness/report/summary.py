@@ -18,7 +18,7 @@ from ..cells import FAILED, PHASES, WORKLOAD_FIELDS
 from ..fmt import contender_label, marks
 from ..results import Run
 
-__all__ = ["Contender", "Workload", "Summary", "summarize", "HEADLINE_PHASES"]
+__all__ = ["Contender", "Workload", "Summary", "summarize", "HEADLINE_PHASES", "machine_of", "versions_of"]
 
 # A model's headline is the first of these phases it has: a training step is what a practitioner pays for.
 HEADLINE_PHASES = ("train_step", "forward_backward", "forward", "backward")
@@ -198,3 +198,6 @@ def _versions(env: dict) -> dict[str, str]:
     return {k: str(v) for k, v in found.items() if v}
 
 
+# What a report prints of the machine and the versions; `bench train`'s report says it the same way.
+machine_of = _machine
+versions_of = _versions

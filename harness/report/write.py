@@ -13,7 +13,7 @@ from ..store import atomic_write_bytes
 from . import md, page
 from .summary import Summary, summarize
 
-__all__ = ["REPORT_HTML", "REPORT_MD", "PLOTS_DIR", "write"]
+__all__ = ["REPORT_HTML", "REPORT_MD", "PLOTS_DIR", "write", "render_figure"]
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
@@ -113,3 +113,6 @@ def _render(figure, kind: str) -> bytes:
     with matplotlib.rc_context({"svg.hashsalt": "fwbench"}):
         figure.savefig(buf, format=kind, dpi=100, metadata=meta)
     return buf.getvalue()
+
+
+render_figure = _render  # for the other reports (bench train's) that write figures the same way
