@@ -9,11 +9,15 @@ reference's own); the mistake is in how train_step is driven over many steps:
 - LaggingAdapter: trains on the batch it was handed at the previous call (a prefetch off by one),
   so from step 1 on every loss is another batch's.
 - StalledAdapter: stops updating after 5 steps (an optimizer whose state froze): it stops learning.
+- CrashingAdapter: its worker dies from SIGSEGV at its 11th step: the others' results must stand.
 
 tests/harness/test_train.py registers them through FWBENCH_ADAPTERS as `tests.harness.planted_train:<Class>`.
 """
 
 from __future__ import annotations
+
+import os
+import signal
 
 from harness.adapters.reference import ReferenceAdapter, ReferenceModel
 
@@ -53,6 +57,18 @@ class StalledModel(_Counting):
         return super().train_step(x, y)
 
 
+class CrashingModel(_Counting):
+    def train_step(self, x, y):
+        self.calls += 1
+        if self.calls > 10:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().train_step(x, y)
+
+
+class CrashingAdapter(ReferenceAdapter):
+    model_class = CrashingModel
+
+
 class DriftingAdapter(ReferenceAdapter):
     model_class = DriftingModel
 
@@ -67,4 +83,5 @@ class StalledAdapter(ReferenceAdapter):
 
 ADAPTERS = {"drifting": "tests.harness.planted_train:DriftingAdapter",
             "lagging": "tests.harness.planted_train:LaggingAdapter",
-            "stalled": "tests.harness.planted_train:StalledAdapter"}
+            "stalled": "tests.harness.planted_train:StalledAdapter",
+            "crashing": "tests.harness.planted_train:CrashingAdapter"}

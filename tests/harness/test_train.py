@@ -292,6 +292,20 @@ def test_a_framework_that_stops_learning_fails_naming_the_epoch(tmp_path):
     assert found["reference.cpu.float32.eager"]["status"] == "pass"
 
 
+def test_a_crashing_framework_costs_only_its_own_results(tmp_path):
+    proc = _bench_train(["sigmoid_mlp", "--framework", "reference", "--framework", "crashing", "--epochs", "2",
+                         "--format", "json"], tmp_path, {"crashing": planted_train.ADAPTERS["crashing"]})
+    assert proc.returncode == 1, proc.stderr
+    found = _verdicts(proc)
+    crashed = found["crashing.cpu.float32.eager"]
+    assert crashed["status"] == "error" and "SIGSEGV" in crashed["reasons"][0]
+    assert crashed["epochs"] == 0  # epoch 0 (the evaluation before training) is kept; epoch 1 died
+    assert found["reference.cpu.float32.eager"]["status"] == "pass"
+    assert found["reference.cpu.float32.eager"]["epochs"] == 2
+    failure = json.loads((_run_dir(tmp_path) / "train" / "crashing.cpu.float32.eager" / "failure.json").read_text())
+    assert failure["status"] == "crashed" and "stderr_tail" in failure
+
+
 def test_ctrl_c_keeps_the_finished_epochs_and_resume_replays_them(tmp_path):
     config = training.plan("sigmoid_mlp", frameworks=("reference",), dtypes=("float32",), epochs=3)
     run = training.start(config, tmp_path)
