@@ -13,7 +13,7 @@ from ..store import atomic_write_bytes
 from . import md, page
 from .summary import Summary, summarize
 
-__all__ = ["REPORT_HTML", "REPORT_MD", "PLOTS_DIR", "write", "render_figure"]
+__all__ = ["REPORT_HTML", "REPORT_MD", "PLOTS_DIR", "write", "render_plot", "save_plots"]
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
@@ -44,16 +44,7 @@ def write(run: Run | str | os.PathLike, *, plots: bool = True, processes: int = 
     drawn: list[tuple[int, str, str, str, bytes, bytes]] = []
     if plots:
         drawn = _draw_in_workers(tables, processes) if processes > 1 else _draw(tables, 0, 1)
-    written: list[Path] = []
-    images, plot_files = {}, []
-    for _, name, title, caption, png, svg in drawn:
-        for kind, data in (("png", png), ("svg", svg)):
-            path = Path(run.path) / PLOTS_DIR / f"{name}.{kind}"
-            atomic_write_bytes(path, data)
-            written.append(path)
-        rel = f"{PLOTS_DIR}/{name}.png"
-        images[rel] = png
-        plot_files.append((title, caption, rel))
+    written, images, plot_files = save_plots(run.path, [d[1:] for d in drawn])
     for name, content in ((REPORT_MD, md.markdown(summary, plot_files)),
                           (REPORT_HTML, page.html_page(summary, plot_files, images))):
         path = Path(run.path) / name
@@ -95,11 +86,33 @@ def _draw(tables: tuple, k: int, n: int) -> list[tuple]:
     for index, plot in enumerate(figures):
         if index % n != k:
             continue
-        png = _render(plot.figure, "png")
-        # NOTE: the layout is done; laying the figure out again for the SVG would cost a third of the time
-        plot.figure.set_layout_engine("none")
-        drawn.append((index, plot.name, plot.title, plot.caption, png, _render(plot.figure, "svg")))
+        drawn.append((index, plot.name, plot.title, plot.caption, *render_plot(plot)))
     return drawn
+
+
+def render_plot(plot) -> tuple[bytes, bytes]:
+    """A Plot's figure as (PNG, SVG) bytes."""
+    png = _render(plot.figure, "png")
+    # NOTE: the layout is done; laying the figure out again for the SVG would cost a third of the time
+    plot.figure.set_layout_engine("none")
+    return png, _render(plot.figure, "svg")
+
+
+def save_plots(folder, drawn) -> tuple[list[Path], dict[str, bytes], list[tuple[str, str, str]]]:
+    """Write each drawn figure, (name, title, caption, png, svg), as plots/<name>.png and .svg in
+    folder, atomically; returns the paths, the PNGs keyed by their path relative to the report,
+    and the (title, caption, relative path) of each, for the report's blocks."""
+    written: list[Path] = []
+    images, plot_files = {}, []
+    for name, title, caption, png, svg in drawn:
+        for kind, data in (("png", png), ("svg", svg)):
+            path = Path(folder) / PLOTS_DIR / f"{name}.{kind}"
+            atomic_write_bytes(path, data)
+            written.append(path)
+        rel = f"{PLOTS_DIR}/{name}.png"
+        images[rel] = png
+        plot_files.append((title, caption, rel))
+    return written, images, plot_files
 
 
 def _render(figure, kind: str) -> bytes:
@@ -114,5 +127,3 @@ def _render(figure, kind: str) -> bytes:
         figure.savefig(buf, format=kind, dpi=100, metadata=meta)
     return buf.getvalue()
 
-
-render_figure = _render  # for the other reports (bench train's) that write figures the same way

@@ -11,7 +11,7 @@ from ..fmt import fmt_time, num
 from ..report import md, page
 from ..report.document import Bullets, Code, Figure, Heading, Link, Paragraph, Strong, Table
 from ..report.summary import machine_of, versions_of
-from ..report.write import PLOTS_DIR, REPORT_HTML, REPORT_MD, render_figure
+from ..report.write import REPORT_HTML, REPORT_MD, render_plot, save_plots
 from ..store import atomic_write_bytes, atomic_write_json
 from .analysis import FLOAT32_BAND, FLOAT64_TOLERANCE, TrainRun, Verdict, loss_deviation, read, verdicts
 
@@ -121,24 +121,15 @@ def write(run_dir, *, plots: bool = True) -> list[Path]:
     """report.md, report.html, verdicts.json and plots/train_*.png/.svg in the run folder."""
     run = read(run_dir)
     found = verdicts(run)
-    written = []
-    images, plot_files = {}, []
+    drawn = []
     if plots:
         from ..plots.training import training_plots
 
         deviations = {key: loss_deviation(run, r.contender) for key, r in run.runs.items()
                       if not r.contender.is_truth and len(r.epochs) > 1}
         limits = {"float64 tolerance": FLOAT64_TOLERANCE, "float32 band": FLOAT32_BAND}
-        for plot in training_plots(run, deviations, limits):
-            png = render_figure(plot.figure, "png")
-            plot.figure.set_layout_engine("none")
-            for kind, data in (("png", png), ("svg", render_figure(plot.figure, "svg"))):
-                path = run.path / PLOTS_DIR / f"{plot.name}.{kind}"
-                atomic_write_bytes(path, data)
-                written.append(path)
-            rel = f"{PLOTS_DIR}/{plot.name}.png"
-            images[rel] = png
-            plot_files.append((plot.title, plot.caption, rel))
+        drawn = [(p.name, p.title, p.caption, *render_plot(p)) for p in training_plots(run, deviations, limits)]
+    written, images, plot_files = save_plots(run.path, drawn)
     doc = blocks(run, found, plot_files)
     for name, content in ((REPORT_MD, md.render(doc)), (REPORT_HTML, page.render(doc, images))):
         atomic_write_bytes(run.path / name, content.encode("utf-8"))
