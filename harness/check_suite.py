@@ -14,14 +14,15 @@ import reference_impl as ri
 from . import adapters
 from .adapters.base import Adapter
 from .cells import DTYPES, parse_device
-from .checks import CHECK_BATCH, CheckResult, ReferenceRun, check_cell, error_result
+from .checks import CHECK_BATCH, CHECK_STEPS, CheckResult, ReferenceRun, check_cell, error_result
 from .errors import BadInput, UnknownName
 
 __all__ = ["check_all"]
 
 
 def check_all(models: Iterable[str] = (), frameworks: Iterable[str] = (), dtypes: Iterable[str] = (),
-              devices: Iterable[str] = (), modes: Iterable[str] = (), *, batch: int = CHECK_BATCH, steps: int = 3,
+              devices: Iterable[str] = (), modes: Iterable[str] = (), *, batch: int = CHECK_BATCH,
+              steps: int = CHECK_STEPS,
               seed: int = 0) -> Iterator[CheckResult]:
     """`bench check`: every model x framework x device x dtype x mode named (each axis empty = all;
     devices empty = cpu), one CheckResult per cell, yielded as each is checked.

@@ -100,7 +100,8 @@ def list_cmd(fmt: str) -> None:
               help="Repeatable; each framework runs those of its modes named. Default: every mode.")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(1),
               help="Batch size (drawn away from ReLU kinks and pooling ties; see docs/equivalence.md).")
-@click.option("--steps", default=3, show_default=True, type=click.IntRange(1), help="Optimizer steps checked.")
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(1),
+              help="Optimizer steps checked, per optimizer.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the weights and batches.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--verbose", "-v", is_flag=True, help="Show every tensor of every cell, not only failures.")
@@ -108,9 +109,10 @@ def check_cmd(models, frameworks, dtypes, devices, modes, batch, steps, seed, fm
     """Prove that each framework computes what the float64 reference computes.
 
     For every model x framework x device x dtype x mode: outputs, every layer's output, the loss,
-    every gradient (parameters and input), and the parameters after STEPS steps of SGD with
-    momentum and of Adam, each compared with the float64 reference under the tolerances of
-    docs/equivalence.md. Each cell runs twice to report whether it is bitwise deterministic.
+    every gradient (parameters and input), and the step the parameters take in STEPS updates of
+    the model's own timed optimizer and of SGD with and without momentum, RMSprop and Adam (with
+    the losses train_step returns), each compared with the float64 reference under the tolerances
+    of docs/equivalence.md. Each cell runs twice to report whether it is bitwise deterministic.
     Exit status: 0 when every cell checked passes (skips are listed with their reason), 1 when
     any fails or errors, 2 on bad input.
 

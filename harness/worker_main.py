@@ -106,7 +106,8 @@ class _Session:
                 key = (cell.model, cell.device, cell.dtype, cell.mode)
                 if key not in self.verdicts:
                     if cell.model not in self.references:
-                        self.references[cell.model] = checks.ReferenceRun(spec, weights, checks.CHECK_BATCH, seed, 3)
+                        self.references[cell.model] = checks.ReferenceRun(spec, weights, checks.CHECK_BATCH, seed,
+                                                                            checks.CHECK_STEPS)
                     result = checks.check_model(self.model, self.references[cell.model], repeats=1,
                                                 framework=self.adapter.name, device=cell.device, dtype=cell.dtype,
                                                 mode=cell.mode)
