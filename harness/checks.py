@@ -36,6 +36,8 @@ __all__ = [
     "TensorCheck",
     "CheckResult",
     "compare",
+    "check_tensors",
+    "first_divergence",
     "tolerance_for",
     "check_cell",
     "check_model",
@@ -229,7 +231,8 @@ def _batches(spec: ModelSpec, weights: dict[str, np.ndarray], batch_size: int, s
     return [ri.data.well_conditioned_batch(spec, weights, batch_size, seed + i) for i in range(steps + 1)]
 
 
-def _run(model: BuiltModel, weights: dict[str, np.ndarray], batches) -> dict[str, np.ndarray]:
+def _run(model: BuiltModel, weights: dict[str, np.ndarray], batches,
+         optimizers: dict[str, OptimizerSpec]) -> dict[str, np.ndarray]:
     """Every tensor the checks compare, from one model, starting from `weights`.
 
     Updates are kept as steps: '<optimizer>:<param>' is p_k - p_0 after the k training batches,
@@ -245,7 +248,9 @@ def _run(model: BuiltModel, weights: dict[str, np.ndarray], batches) -> dict[str
     out["loss"] = np.asarray(loss, dtype=np.float64)
     for name, g in grads.items():
         out[f"grad:{name}"] = g
-    for key, optimizer in check_optimizers(model.spec).items():
+    for layer, g in (model.layer_output_grads(x, y) or {}).items():  # optional in the contract
+        out[f"dlayer:{layer}"] = g
+    for key, optimizer in optimizers.items():
         model.set_weights(weights)
         start = {name: np.asarray(w, dtype=np.float64) for name, w in model.get_weights().items()}
         model.set_optimizer(optimizer)
@@ -263,21 +268,28 @@ def _stage_and_layer(key: str) -> tuple[str, str | None]:
         return "forward", None
     if kind == "layer":
         return "forward", name
+    if kind == "dlayer":  # dLoss/d(the layer's output)
+        return "gradient", name
     layer = None if name in ("input", "losses") else name.rpartition(".")[0]
     return ("gradient" if kind == "grad" else "update"), layer
 
 
 class ReferenceRun:
-    """The float64 reference's tensors for a model, computed once and shared by every cell."""
+    """The float64 reference's tensors for a model, computed once and shared by every cell.
 
-    def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], batch_size: int, seed: int, steps: int):
+    optimizers: those the updates are checked with; default check_optimizers(spec), the whole
+    catalogue (`bench check`); `bench run` checks only what it times, {TIMED_OPTIMIZER: spec.optimizer}."""
+
+    def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], batch_size: int, seed: int, steps: int,
+                 optimizers: dict[str, OptimizerSpec] | None = None):
         self.spec, self.weights = spec, weights
+        self.optimizers = check_optimizers(spec) if optimizers is None else optimizers
         self.batches = _batches(spec, weights, batch_size, seed, steps)
         model = adapters.get("reference").build(spec, weights, dtype="float64")
-        self.tensors = _run(model, weights, self.batches)
+        self.tensors = _run(model, weights, self.batches, self.optimizers)
 
 
-def _first_divergence(spec: ModelSpec, checks: list[TensorCheck]) -> str | None:
+def first_divergence(spec: ModelSpec, checks: list[TensorCheck]) -> str | None:
     failed = [c for c in checks if not c.passed]
     if not failed:
         return None
@@ -289,7 +301,19 @@ def _first_divergence(spec: ModelSpec, checks: list[TensorCheck]) -> str | None:
     if any(c.tensor in ("output", "loss") for c in failed):
         return "loss" if any(c.tensor == "loss" for c in failed) else "output"
     # The backward runs from the last layer to the first: the first wrong gradient in that order is
-    # where the error enters.
+    # where the error enters. A layer's backward computes its parameters' gradients and the
+    # gradient of its input, which is the previous layer's output gradient ('dlayer:'), or the
+    # input's for the first layer; the loss's backward computes the last output's gradient.
+    gradients = [c for c in failed if c.stage == "gradient"]
+    if any(c.tensor.startswith("dlayer:") for c in checks):
+        made_by = {f"dlayer:{order[-1]}": "loss", "grad:input": order[0]}
+        made_by.update({f"dlayer:{name}": order[i + 1] for i, name in enumerate(order[:-1])})
+        makers = {made_by.get(c.tensor, c.layer) for c in gradients}
+        if "loss" in makers:
+            return "loss (backward)"
+        backward = [name for name in reversed(order) if name in makers]
+        if backward:
+            return f"{backward[0]} (backward)"
     backward = [name for name in reversed(order) if name in by_stage["gradient"]]
     if backward:
         return f"{backward[0]} (backward)"
@@ -354,18 +378,12 @@ def check_model(model: BuiltModel, reference: ReferenceRun, *, repeats: int = 2,
     reported = {"device": model.device, "dtype": model.dtype, "mode": model.mode}
     wrong = [f"asked for {k} {asked[k]!r}, the model reports {reported[k]!r}" for k in asked if reported[k] != asked[k]]
     try:
-        runs = [_run(model, reference.weights, reference.batches) for _ in range(repeats)]
+        runs = [_run(model, reference.weights, reference.batches, reference.optimizers) for _ in range(repeats)]
     except Exception as e:
         return error_result(result, e, start)
-    tolerances = tolerance_for(asked["dtype"], asked["device"])
-    checks = [_worst_run(key, expected, runs, tolerances, asked["dtype"])
-              for key, expected in reference.tensors.items()]
-    for key in sorted(set(runs[0]) - set(reference.tensors)):
-        stage, layer = _stage_and_layer(key)
-        checks.append(TensorCheck(key, stage, layer, np.shape(runs[0][key]), float("nan"), float("nan"),
-                                  float("nan"), 0.0, 0.0, False, "not in the reference (a name the spec lacks)"))
+    checks = check_tensors(reference.tensors, runs, asked["dtype"], asked["device"])
     result.tensors = checks
-    result.first_divergence = _first_divergence(spec, checks)
+    result.first_divergence = first_divergence(spec, checks)
     result.status = "pass" if all(c.passed for c in checks) and not wrong else "fail"
     result.reason = "; ".join(wrong)
     if repeats > 1:
@@ -381,6 +399,23 @@ def check_model(model: BuiltModel, reference: ReferenceRun, *, repeats: int = 2,
         result.nondeterminism = worst
     result.seconds = time.perf_counter() - start
     return result
+
+
+def check_tensors(expected: dict[str, np.ndarray], runs: list[dict[str, np.ndarray]], dtype: str,
+                  device: str) -> list[TensorCheck]:
+    """Every tensor of the reference's `expected` against every run's (the worst run of each is
+    kept), under the tolerances of `dtype` on `device`; a tensor a run has that the reference lacks
+    fails too."""
+    tolerances = tolerance_for(dtype, device)
+    if not any(key.startswith("dlayer:") for run in runs for key in run):  # layer_output_grads is optional
+        expected = {key: value for key, value in expected.items() if not key.startswith("dlayer:")}
+    checks = [_worst_run(key, value, runs, tolerances, dtype) for key, value in expected.items()]
+    for key in sorted(set().union(*runs) - set(expected)):
+        stage, layer = _stage_and_layer(key)
+        found = next(run[key] for run in runs if key in run)
+        checks.append(TensorCheck(key, stage, layer, np.shape(found), float("nan"), float("nan"),
+                                  float("nan"), 0.0, 0.0, False, "not in the reference (a name the spec lacks)"))
+    return checks
 
 
 def _worst_run(key: str, expected, runs: list[dict], tolerances: dict[str, Tolerance], dtype: str) -> TensorCheck:

@@ -14,6 +14,7 @@ stderr), the worker is restarted, and the run goes on.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -175,6 +176,9 @@ def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = 
     todo = [c for c in cells if c.key not in run.records]
     summary = RunSummary(run.path, len(cells), len(cells) - len(todo), run=run)
     workers = _Workers(extra_env)
+    # The timed batches and the reference's results on them, shared by the workers of every
+    # framework (harness.verify): computed once per model and batch, not once per worker.
+    shared = tempfile.TemporaryDirectory(prefix="fwbench-reference-")
     started = time.monotonic()
     progress("start", total=len(cells), done=summary.done_before, todo=len(todo))
 
@@ -197,7 +201,7 @@ def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = 
             opened: list[_Open] = []
             for cell in group:
                 progress("cell", cell=cell)
-                entry = _open(cell, workers, suite, timing.cell_timeout_s)
+                entry = _open(cell, workers, suite, timing.cell_timeout_s, shared.name)
                 if isinstance(entry, _Open):
                     opened.append(entry)
                 else:
@@ -219,6 +223,7 @@ def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = 
         raise
     finally:
         workers.close()
+        shared.cleanup()
         run.records = dict(sorted(run.records.items()))
         run.meta["status"] = "interrupted" if summary.interrupted else "failed" if summary.failed else "finished"
         run.meta["finished"] = _now()
@@ -235,7 +240,7 @@ def _failure(cell: Cell, error: Exception, t0: float, workers: _Workers) -> Cell
     return _base(cell, status, str(error), stderr_tail=error.stderr_tail, seconds=time.monotonic() - t0)
 
 
-def _open(cell: Cell, workers: _Workers, suite: Suite, timeout_s: float) -> _Open | CellRecord:
+def _open(cell: Cell, workers: _Workers, suite: Suite, timeout_s: float, cache_dir: str) -> _Open | CellRecord:
     t0 = time.monotonic()
     deadline = t0 + timeout_s
     try:
@@ -246,7 +251,7 @@ def _open(cell: Cell, workers: _Workers, suite: Suite, timeout_s: float) -> _Ope
         if not setup.get("available", True):
             return _base(cell, "skipped", setup.get("reason") or f"{cell.framework} is not available")
         reply = worker.request({"op": "open", "cell": cell.to_dict(), "timing": suite.timing.to_dict(),
-                                "verify": suite.verify, "seed": 0}, deadline - time.monotonic())
+                                "verify": suite.verify, "seed": 0, "cache_dir": cache_dir}, deadline - time.monotonic())
     except (WorkerDied, WorkerTimeout) as e:
         return _failure(cell, e, t0, workers)
     if not reply.get("ok"):

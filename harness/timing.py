@@ -59,18 +59,28 @@ class Phase:
         backward pass consumes); None when there is none.
     sync: waits until the device has finished all work queued so far; called before every clock read.
     how: a sentence recorded with the results: how this phase is measured.
+    readback: given what one call of run returned, the tensors that call computed, as host NumPy
+        arrays in the canonical layout and names (docs/adapters.md, "What a timed phase hands
+        back"): 'output' (forward), 'loss' and 'grad:<param>' (forward_backward, backward), and
+        'param:<name>', the parameters after the call (train_step, with its 'loss' when run returns
+        it). `bench run` calls it once, untimed, after the first call, and compares what the timed
+        code computed with the float64 reference; None: the phase cannot hand its result back, and
+        its cell is unverified.
     """
 
     run: Callable[[], object]
     prepare: Callable[[], object] | None = None
     sync: Callable[[], None] = _no_sync
     how: str = ""
+    readback: Callable[[object], dict] | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.run):
             raise TypeError(f"Phase.run must be callable with no arguments, got {type(self.run).__name__}")
         if self.prepare is not None and not callable(self.prepare):
             raise TypeError(f"Phase.prepare must be callable or None, got {type(self.prepare).__name__}")
+        if self.readback is not None and not callable(self.readback):
+            raise TypeError(f"Phase.readback must be callable or None, got {type(self.readback).__name__}")
         if not callable(self.sync):
             raise TypeError(f"Phase.sync must be callable with no arguments, got {type(self.sync).__name__}; "
                             "for CPU work leave the default, which waits for nothing")
@@ -97,6 +107,7 @@ class Timer:
         self.min_sample_s: float | None = None
         self.calibration_s: float | None = None  # timed seconds of the last calibration measurement
         self.samples_s: list[float] = []
+        self.first_result: object = None  # what the first call of run returned, for Phase.readback
 
     def _time(self, iters: int) -> float:
         """Seconds spent in `iters` calls of run; prepare's time is excluded."""
@@ -128,8 +139,26 @@ class Timer:
         if self.first_call_s is not None:
             raise RuntimeError("Timer.first_call() was already called: there is one first call; "
                                "use warmup() or sample() for more calls")
-        self.first_call_s = self._time(1)
+        phase, clock = self.phase, self.clock
+        if phase.prepare is not None:
+            phase.prepare()
+        phase.sync()
+        start = clock()
+        # Kept for the first call only: holding every call's result would keep two outputs alive
+        # at once, which is not what the phase's own loop does.
+        self.first_result = phase.run()
+        phase.sync()
+        self.first_call_s = clock() - start
         return self.first_call_s
+
+    def readback(self) -> dict | None:
+        """What the first call computed (Phase.readback of its result), or None when the phase has
+        no readback; untimed, after first_call, once: the result is let go (it may be large)."""
+        self._require_first_call("readback")
+        result, self.first_result = self.first_result, None
+        if self.phase.readback is None:
+            return None
+        return self.phase.readback(result)
 
     def warmup(self, calls: int = 3) -> None:
         """Make `calls` untimed calls (they go through the same path as samples, syncs included)."""

@@ -8,7 +8,8 @@ the runner applies to the cell's record as they are: one schema on the wire and 
     {"op": "setup", "framework", "threads"}           {"ok", "threads_applied", "available", "reason", "version"}
     {"op": "peak", "device"}                          {"ok", "gflops"}
     {"op": "open", "cell": Cell.to_dict(),            {"ok", "record": {first_call_s, iters_per_sample,
-     "timing": Timing.to_dict(), "verify", "seed"}      warmup_calls, min_sample_s, how, check, knobs, flops}}
+     "timing": Timing.to_dict(), "verify", "seed",      warmup_calls, min_sample_s, how, check, knobs, flops}}
+     "cache_dir"}
     {"op": "sample", "k"}                             {"ok", "samples_s": [seconds per call, ...]}
     {"op": "close"}                                   {"ok", "record": {peak_memory_bytes, memory_kind}}
     {"op": "check", "model", "device", "dtype",       {"ok", "result": CheckResult.to_dict()}
@@ -87,7 +88,7 @@ class _Session:
 
         import reference_impl as ri
 
-        from . import checks
+        from . import verify
         from .adapters.base import Unavailable
         from .timing import Timer
 
@@ -95,26 +96,22 @@ class _Session:
         warmup, min_sample_s = int(msg["timing"]["warmup"]), float(msg["timing"]["min_sample_s"])
         spec = ri.models.get(cell.model)
         seed = int(msg.get("seed", 0))
+        cache_dir = msg.get("cache_dir")  # the run's shared reference results (harness.verify)
         weights = ri.init_weights(spec, seed, np.float64)
-        peak_rss_reset()
+        checking = bool(msg.get("verify"))
         try:
+            if checking:
+                reference = verify.PhaseReference(spec, weights, cell.batch_size, seed, cache_dir)
+                x, y = reference.x, reference.y
+                # before the cell's peak memory starts: another model, in float64
+                float64 = self._float64_check(cell, spec, weights, seed)
+            else:
+                x, y = verify.timed_batch(spec, weights, cell.batch_size, seed, cache_dir)
+            peak_rss_reset()
             self.model = self.adapter.build(spec, weights, device=cell.device, dtype=cell.dtype, mode=cell.mode)
-            check = None
-            if msg.get("verify"):
-                # The check of `bench check`, at its batch size: equivalence does not depend on the
-                # batch, and a large batch only adds near-ties (see checks._batches).
-                key = (cell.model, cell.device, cell.dtype, cell.mode)
-                if key not in self.verdicts:
-                    if cell.model not in self.references:
-                        self.references[cell.model] = checks.ReferenceRun(spec, weights, checks.CHECK_BATCH, seed,
-                                                                            checks.CHECK_STEPS)
-                    result = checks.check_model(self.model, self.references[cell.model], repeats=1,
-                                                framework=self.adapter.name, device=cell.device, dtype=cell.dtype,
-                                                mode=cell.mode)
-                    self.verdicts[key] = result.verdict()
-                check = self.verdicts[key]
-            x, y = ri.random_batch(spec, cell.batch_size, seed + 100, np.float64)
+            contract = self._contract_check(self.model, cell, spec, weights, seed) if checking else None
             phase = self.model.timing_phase(cell.phase, x, y)
+            start = self.model.get_weights() if checking and cell.phase == "train_step" else None
             reset = getattr(self.model, "reset_device_memory", None)
             if reset is not None:  # so that the peak is this phase's, not the check's
                 reset()
@@ -123,12 +120,52 @@ class _Session:
             return {"ok": False, "kind": "skipped", "error": str(e)}
         self.timer = Timer(phase)
         first = self.timer.first_call()
+        check = None
+        if checking:
+            # untimed: what the first timed call computed, at this cell's batch, against the reference
+            timed = verify.check_timed(self.timer.readback(), reference, cell.phase, start, dtype=cell.dtype,
+                                       device=cell.device)
+            check = verify.cell_verdict(contract, timed, float64)
         self.timer.warmup(warmup)
         iters = self.timer.calibrate(min_sample_s)
         return {"ok": True, "record": {
             "first_call_s": first, "iters_per_sample": iters, "warmup_calls": warmup, "min_sample_s": min_sample_s,
             "how": phase.how, "check": check, "knobs": self.model.knobs(),
             "flops": spec.phase_flops(cell.phase, cell.batch_size)}}
+
+    def _contract_check(self, model, cell: Cell, spec, weights, seed: int):
+        """The check of the built model through the contract, at checks.CHECK_BATCH (once per model,
+        device, dtype and mode: every phase and batch of it shares the answer)."""
+        from . import checks, verify
+
+        key = (cell.model, cell.device, cell.dtype, cell.mode)
+        if key not in self.verdicts:
+            self.verdicts[key] = checks.check_model(model, self._reference(spec, weights, seed), repeats=1,
+                                                    framework=self.adapter.name, device=cell.device,
+                                                    dtype=cell.dtype, mode=cell.mode)
+        return self.verdicts[key]
+
+    def _float64_check(self, cell: Cell, spec, weights, seed: int):
+        """The same framework, device and mode built in float64 and checked as the contract part;
+        None for a float64 cell (its contract part is that check) and for the reference (float64
+        is the reference itself)."""
+        from . import checks
+
+        if cell.dtype == "float64" or self.adapter.name == "reference":
+            return None
+        key = (cell.model, cell.device, "float64", cell.mode)
+        if key not in self.verdicts:
+            self.verdicts[key] = checks.check_cell(self.adapter, self._reference(spec, weights, seed),
+                                                   device=cell.device, dtype="float64", mode=cell.mode, repeats=1)
+        return self.verdicts[key]
+
+    def _reference(self, spec, weights, seed: int):
+        from . import checks, verify
+
+        if spec.name not in self.references:
+            self.references[spec.name] = checks.ReferenceRun(spec, weights, checks.CHECK_BATCH, seed, checks.CHECK_STEPS,
+                                                             optimizers=verify.timed_optimizers(spec))
+        return self.references[spec.name]
 
     def check(self, msg: dict) -> dict:
         """One cell of `bench check`, for an adapter that needs a process of its own."""

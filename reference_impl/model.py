@@ -196,6 +196,25 @@ class Sequential:
             grads["input"] = _to_canonical(dy)
         return grads
 
+    def layer_output_grads(self, x, y) -> dict[str, np.ndarray]:
+        """dLoss/d(each spec layer's output, after its activation), canonical layout, for
+        localising a backward error at its own layer. The last layer is left out when the loss
+        takes logits: the loss then sees the layer before its final activation, not its output.
+        Runs the layers in the spec's order (not the fused plan), so each output is the layer's own."""
+        layers = self.layers[:-1] if self._fused else self.layers
+        target = self._target(y)
+        out = self._run(layers, self._input(x))
+        if out.ndim == 4:
+            out = F.to_nchw(out)
+        dy = _to_internal(self._loss[1](out, target))
+        ends = {i: name for name, i in self._ends}
+        grads: dict[str, np.ndarray] = {}
+        for i in range(len(layers) - 1, -1, -1):
+            if i in ends:
+                grads[ends[i]] = _to_canonical(dy)
+            dy = layers[i].backward(dy, need_dx=i > 0)
+        return dict(reversed(grads.items()))
+
     def train_step(self, x, y, optimizer: Optimizer):
         """One optimizer update from the gradients of this batch; returns the loss before it."""
         loss, grads = self.loss_and_grads(x, y)

@@ -22,7 +22,8 @@ from reference_impl.spec import ModelSpec, OptimizerSpec
 
 from ..cells import DTYPES, PHASES, parse_device
 
-__all__ = ["Adapter", "BuiltModel", "Availability", "Unavailable", "DTYPES", "PHASES", "parse_device"]
+__all__ = ["Adapter", "BuiltModel", "Availability", "Unavailable", "DTYPES", "PHASES", "parse_device",
+           "phase_readback", "layer_ends"]
 
 
 class Unavailable(Exception):
@@ -84,6 +85,16 @@ class BuiltModel(ABC):
         may answer from its eager model (compilers fuse layers); say so in the adapter's docs.
         """
 
+    def layer_output_grads(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray] | None:
+        """dLoss/d(each spec layer's output, after its activation), keyed by layer name, canonical
+        layout (NCHW), for the mean loss of the batch; the last layer left out when the loss takes
+        logits (the loss sees that layer before its final activation). Optional: the checks use it
+        to name a backward error at the layer whose backward computes it (a wrong input gradient
+        inside conv2 shows first in conv1's output gradient, not in conv1's parameters). None, the
+        default: not provided, and the checks localise by parameter and input gradients alone.
+        Like layer_outputs, a compiled mode may answer from its eager model."""
+        return None
+
     def sync(self) -> None:  # noqa: B027 (a no-op is the right default for synchronous devices)
         """Wait until the device has finished all queued work (a no-op on the CPU)."""
 
@@ -113,17 +124,51 @@ class BuiltModel(ABC):
         from harness.timing import Phase
 
         if phase == "forward":
-            return Phase(lambda: self.forward(x), sync=self.sync, how="forward(x) through the NumPy contract")
+            return Phase(lambda: self.forward(x), sync=self.sync, how="forward(x) through the NumPy contract",
+                         readback=phase_readback(self, phase, output=lambda out: out))
         if phase == "forward_backward":
             return Phase(lambda: self.loss_and_grads(x, y), sync=self.sync,
-                         how="loss_and_grads(x, y) through the NumPy contract (input gradient included)")
+                         how="loss_and_grads(x, y) through the NumPy contract (input gradient included)",
+                         readback=phase_readback(self, phase, grads=lambda r: r[1], loss=lambda r: r[0]))
         if phase == "train_step":
             self.set_optimizer(self.spec.optimizer)
             return Phase(lambda: self.train_step(x, y), sync=self.sync,
-                         how="train_step(x, y) through the NumPy contract")
+                         how="train_step(x, y) through the NumPy contract",
+                         readback=phase_readback(self, phase, loss=lambda loss: loss))
         if phase == "backward":
             raise Unavailable(f"{type(self).__name__} does not time a backward pass on its own")
         raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
+
+
+def layer_ends(spec: ModelSpec, layers: list[str]) -> list[int]:
+    """For layer_output_grads: the indices in `layers` (the spec layer of each op the loss sees, in
+    order) where a spec layer's output is complete, leaving out the last layer when the loss takes
+    logits."""
+    last = spec.layers[-1].name if spec.loss_takes_logits else None
+    return [i for i, layer in enumerate(layers)
+            if (i + 1 == len(layers) or layers[i + 1] != layer) and layer != last]
+
+
+def phase_readback(model: BuiltModel, phase: str, *, output=None, grads=None, loss=None):
+    """A Phase.readback for `phase` of `model`, from the adapter's converters of what the phase's
+    run returns: output(result) the canonical output (forward); grads(result) {param: canonical
+    gradient} (forward_backward, backward; read from the result or from where the framework left
+    them); loss(result) the loss, or None (forward_backward, train_step). A train step's parameters
+    are read through get_weights(): the state the timed step left."""
+    def readback(result) -> dict:
+        out: dict[str, np.ndarray] = {}
+        if phase == "forward":
+            out["output"] = np.asarray(output(result))
+        elif phase in ("forward_backward", "backward"):
+            out.update({f"grad:{name}": np.asarray(g) for name, g in grads(result).items() if name != "input"})
+        elif phase == "train_step":
+            out.update({f"param:{name}": w for name, w in model.get_weights().items()})
+        value = loss(result) if loss is not None and phase in ("forward_backward", "train_step") else None
+        if value is not None:
+            out["loss"] = np.asarray(float(value), dtype=np.float64)
+        return out
+
+    return readback
 
 
 class Adapter(ABC):

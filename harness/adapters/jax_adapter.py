@@ -38,7 +38,7 @@ from reference_impl.functional import conv_geometry, pool_geometry
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
 from . import update_rules
-from .base import Adapter, BuiltModel, parse_device
+from .base import Adapter, BuiltModel, layer_ends, parse_device, phase_readback
 
 __all__ = ["JaxAdapter", "JaxModel", "kept_result"]
 
@@ -168,10 +168,12 @@ class JaxModel(BuiltModel):
         return h
 
     def _loss(self, params, x, y):
+        return self._loss_of(self._apply(self._train_steps, params, x), y)
+
+    def _loss_of(self, out, y):
         import jax
         import jax.numpy as jnp
 
-        out = self._apply(self._train_steps, params, x)
         if self.spec.loss == "sparse_categorical_crossentropy":
             logp = jax.nn.log_softmax(out, axis=1)
             return self._reduce(-jnp.take_along_axis(logp, y[:, None], axis=1)[:, 0])
@@ -280,6 +282,32 @@ class JaxModel(BuiltModel):
                 outputs[layer] = self._host(h)
         return outputs
 
+    def layer_output_grads(self, x, y):
+        """Op by op, also in 'jit' mode: the gradient of the loss with respect to a zero added to
+        each layer's output (a probe), which is that output's gradient."""
+        jax = _jax()
+        import jax.numpy as jnp
+
+        steps = self._train_steps
+        ends = layer_ends(self.spec, [layer for layer, _ in steps])
+        tx, ty = self._input(x), self._target(y)
+
+        def run(probes):
+            h = tx
+            for i, (_, step) in enumerate(steps):
+                h = step(self.params, h)
+                if i in probes:
+                    h = h + probes[i]
+            return h
+
+        zeros, h = {}, tx
+        for i, (_, step) in enumerate(steps):  # one forward, for the outputs' shapes
+            h = step(self.params, h)
+            if i in ends:
+                zeros[i] = jnp.zeros_like(h)
+        grads = jax.grad(lambda probes: self._loss_of(run(probes), ty))(zeros)
+        return {steps[i][0]: self._host(grads[i]) for i in ends}
+
     def device_memory(self) -> tuple[int, str] | None:
         """The device allocator's peak (JAX keeps no resettable peak: since the worker started), or
         None on the CPU, where `bench run` reports the worker's peak RSS."""
@@ -305,13 +333,19 @@ class JaxModel(BuiltModel):
 
         tx, ty = self._input(x), self._target(y)
         keep, sync = kept_result()
+
+        def host_grads(grads):
+            return {name: self._host(g) for name, g in grads.items()}
+
         if phase == "forward":
             return Phase(keep(lambda: self._forward_fn(self.params, tx)), sync=sync,
-                         how=f"the model's function of (params, x) ({self.mode}), no gradient")
+                         how=f"the model's function of (params, x) ({self.mode}), no gradient",
+                         readback=phase_readback(self, phase, output=self._host))
         if phase == "forward_backward":
             fb = self._compile(jax.value_and_grad(self._loss))
             return Phase(keep(lambda: fb(self.params, tx, ty)), sync=sync,
-                         how=f"jax.value_and_grad of the loss: every parameter gradient ({self.mode})")
+                         how=f"jax.value_and_grad of the loss: every parameter gradient ({self.mode})",
+                         readback=phase_readback(self, phase, grads=lambda r: host_grads(r[1]), loss=lambda r: r[0]))
         if phase == "backward":
             pending: list = []
             apply = self._compile(lambda vjp_fn, ct: vjp_fn(ct))
@@ -323,18 +357,21 @@ class JaxModel(BuiltModel):
                 pending.append(vjp_fn)
 
             return Phase(keep(lambda: apply(pending.pop(), one)), prepare=prepare, sync=sync,
-                         how=f"the loss's vjp alone ({self.mode}); jax.vjp's forward runs untimed before each call")
+                         how=f"the loss's vjp alone ({self.mode}); jax.vjp's forward runs untimed before each call",
+                         readback=phase_readback(self, phase, grads=lambda cotangents: host_grads(cotangents[0])))
         if phase == "train_step":
             self.set_optimizer(self.spec.optimizer)
             return Phase(keep(lambda: self._train(tx, ty)), sync=sync,
                          how=f"loss, gradients and the reference's {self.spec.optimizer.kind} update in jax.numpy "
-                             f"({self.mode})")
+                             f"({self.mode})",
+                         readback=phase_readback(self, phase, loss=lambda loss: loss))
         return super().timing_phase(phase, x, y)
 
 
 def kept_result():
-    """(keep, sync) for a timed JAX phase: keep(fn) is a call of fn that keeps its result, and sync
-    blocks until the last kept result is ready (JAX dispatches asynchronously, on the CPU too)."""
+    """(keep, sync) for a timed JAX phase: keep(fn) is a call of fn that keeps (and returns, for the
+    phase's readback) its result, and sync blocks until the last kept result is ready (JAX
+    dispatches asynchronously, on the CPU too)."""
     import jax
 
     last: list = [None]
@@ -344,8 +381,9 @@ def kept_result():
             jax.block_until_ready(last[0])
 
     def keep(fn):
-        def run() -> None:
+        def run():
             last[0] = fn()
+            return last[0]
         return run
 
     return keep, sync

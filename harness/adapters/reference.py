@@ -9,7 +9,7 @@ import numpy as np
 import reference_impl as ri
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
-from .base import Adapter, Availability, BuiltModel
+from .base import Adapter, Availability, BuiltModel, phase_readback
 
 __all__ = ["ReferenceAdapter", "ReferenceModel"]
 
@@ -50,6 +50,9 @@ class ReferenceModel(BuiltModel):
     def layer_outputs(self, x):
         return self._model.layer_outputs(x)
 
+    def layer_output_grads(self, x, y):
+        return self._model.layer_output_grads(x, y)
+
     def knobs(self):
         return {"mode": "eager", "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
@@ -60,17 +63,21 @@ class ReferenceModel(BuiltModel):
         model = self._model
         x = np.asarray(x, dtype=self.dtype)
         if phase == "forward":
-            return Phase(lambda: model.forward(x), how="Sequential.forward(x) on a NumPy batch")
+            return Phase(lambda: model.forward(x), how="Sequential.forward(x) on a NumPy batch",
+                         readback=phase_readback(self, phase, output=lambda out: out))
         if phase == "forward_backward":
             return Phase(lambda: model.loss_and_grads(x, y),
-                         how="Sequential.loss_and_grads(x, y): loss and every parameter gradient")
+                         how="Sequential.loss_and_grads(x, y): loss and every parameter gradient",
+                         readback=phase_readback(self, phase, grads=lambda r: r[1], loss=lambda r: r[0]))
         if phase == "backward":
             return Phase(model.backward, prepare=lambda: model.forward_loss(x, y),
-                         how="Sequential.backward() alone; forward_loss(x, y) runs untimed before each call")
+                         how="Sequential.backward() alone; forward_loss(x, y) runs untimed before each call",
+                         readback=phase_readback(self, phase, grads=lambda grads: grads))
         if phase == "train_step":
             optimizer = ri.optim.from_spec(self.spec.optimizer)
             return Phase(lambda: model.train_step(x, y, optimizer),
-                         how=f"Sequential.train_step with the spec's {self.spec.optimizer.kind}")
+                         how=f"Sequential.train_step with the spec's {self.spec.optimizer.kind}",
+                         readback=phase_readback(self, phase, loss=lambda loss: loss))
         return super().timing_phase(phase, x, y)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from reference_impl.functional import conv_geometry, pool_geometry
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
-from .base import Adapter, BuiltModel, parse_device
+from .base import Adapter, BuiltModel, layer_ends, parse_device, phase_readback
 
 __all__ = ["TorchAdapter", "TorchModel", "to_canonical", "from_canonical"]
 
@@ -208,6 +208,20 @@ class TorchModel(BuiltModel):
                     outputs[layer] = self._numpy(h)
         return outputs
 
+    def layer_output_grads(self, x, y):
+        """From the eager module, module by module, each layer's output kept with retain_grad()."""
+        modules = list(self.module.named_children())  # the final activation is not among them when fused
+        h, kept = self._tensor(x), {}
+        ends = set(layer_ends(self.spec, [self._ends[name] for name, _ in modules]))
+        for i, (name, module) in enumerate(modules):
+            h = module(h)
+            if i in ends:
+                h.retain_grad()
+                kept[self._ends[name]] = h
+        self._loss_fn(h, self._target(y)).backward()
+        self.module.zero_grad(set_to_none=True)
+        return {layer: self._numpy(t.grad) for layer, t in kept.items()}
+
     def sync(self) -> None:
         if self.device.startswith("cuda"):
             _torch().cuda.synchronize(self.device)
@@ -261,11 +275,16 @@ class TorchModel(BuiltModel):
             loss.backward()
             return loss
 
+        def param_grads(_):
+            return {n: to_canonical(self.spec, n, self._numpy(p.grad)) for n, p in self.module.named_parameters()}
+
         if phase == "forward":
-            return Phase(forward, sync=self.sync, how="module(x) under torch.no_grad()")
+            return Phase(forward, sync=self.sync, how="module(x) under torch.no_grad()",
+                         readback=phase_readback(self, phase, output=self._numpy))
         if phase == "forward_backward":
             return Phase(forward_backward, sync=self.sync,
-                         how="zero grads, loss(module(x), y), loss.backward(): every parameter gradient")
+                         how="zero grads, loss(module(x), y), loss.backward(): every parameter gradient",
+                         readback=phase_readback(self, phase, grads=param_grads, loss=lambda loss: loss.item()))
         if phase == "backward":
             pending = []
 
@@ -274,17 +293,20 @@ class TorchModel(BuiltModel):
                 pending.append(self._loss_fn(self._run(tx), ty))
 
             return Phase(lambda: pending.pop().backward(), prepare=prepare, sync=self.sync,
-                         how="loss.backward() alone; the forward under autograd runs untimed before each call")
+                         how="loss.backward() alone; the forward under autograd runs untimed before each call",
+                         readback=phase_readback(self, phase, grads=param_grads))
         if phase == "train_step":
             self.set_optimizer(self.spec.optimizer)
             optimizer = self._optimizer
 
             def train_step():
-                forward_backward()
+                loss = forward_backward()
                 optimizer.step()
+                return loss
 
             return Phase(train_step, sync=self.sync,
-                         how=f"forward_backward then torch.optim {self.spec.optimizer.kind} step()")
+                         how=f"forward_backward then torch.optim {self.spec.optimizer.kind} step()",
+                         readback=phase_readback(self, phase, loss=lambda loss: loss.item()))
         return super().timing_phase(phase, x, y)
 
 

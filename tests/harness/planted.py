@@ -156,13 +156,19 @@ class NhwcFlattenModel(PlantedModel):
         grads[key] = self._rows_out(grads[key])
         return loss, grads
 
-    def layer_outputs(self, x):
-        outputs = super().layer_outputs(x)
+    def _canonical_flatten(self, outputs: dict) -> dict:
+        """The flatten's output (or its gradient), NHWC-ordered here, in the canonical order."""
         c, h, w = self._chw
         flat = outputs[self._flatten]
         outputs[self._flatten] = np.ascontiguousarray(
             flat.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(len(flat), -1))
         return outputs
+
+    def layer_outputs(self, x):
+        return self._canonical_flatten(super().layer_outputs(x))
+
+    def layer_output_grads(self, x, y):
+        return self._canonical_flatten(super().layer_output_grads(x, y))
 
 
 class NhwcFlattenAdapter(PlantedAdapter):

@@ -98,11 +98,17 @@ class NhwcFlattenModel(JaxModel):
         loss, grads = super().loss_and_grads(x, y)
         return loss, self._rows(grads, to_native=False)
 
-    def layer_outputs(self, x):
-        outputs = super().layer_outputs(x)
+    def _canonical_flatten(self, outputs: dict) -> dict:
+        """Each flatten's output (or its gradient), NHWC-ordered here, in the canonical order."""
         for flatten in self._chw:
             outputs[flatten] = np.ascontiguousarray(outputs[flatten][:, np.argsort(self._perm(flatten))])
         return outputs
+
+    def layer_outputs(self, x):
+        return self._canonical_flatten(super().layer_outputs(x))
+
+    def layer_output_grads(self, x, y):
+        return self._canonical_flatten(super().layer_output_grads(x, y))
 
 
 class NhwcFlattenAdapter(PlantedAdapter):

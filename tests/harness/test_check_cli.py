@@ -24,7 +24,7 @@ CSV_COLUMNS = ["model", "framework", "device", "dtype", "mode", "status", "tenso
                "deterministic", "reason"]
 # Every tensor the check compares for mlp (Dense(64, relu) -> Dense(10, softmax)).
 MLP_TENSORS = {
-    "output", "loss", "layer:fc1", "layer:fc2", "grad:input",
+    "output", "loss", "layer:fc1", "layer:fc2", "grad:input", "dlayer:fc1",
     *(f"{kind}:{layer}.{p}" for kind in ("grad", "train_step", "sgd", "sgd_plain", "rmsprop", "adam")
       for layer in ("fc1", "fc2") for p in ("weight", "bias")),
     *(f"{kind}:losses" for kind in ("train_step", "sgd", "sgd_plain", "rmsprop", "adam")),

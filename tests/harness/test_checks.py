@@ -65,7 +65,7 @@ def _tc(tensor, stage, layer, passed):
 
 def test_first_divergence_forward_is_the_first_layer_in_spec_order():
     spec = ri.models.get("lenet5")
-    found = checks._first_divergence(spec, [
+    found = checks.first_divergence(spec, [
         _tc("layer:fc1", "forward", "fc1", False), _tc("layer:conv2", "forward", "conv2", False),
         _tc("grad:conv1.weight", "gradient", "conv1", False)])
     assert found == "conv2 (forward)"
@@ -73,18 +73,18 @@ def test_first_divergence_forward_is_the_first_layer_in_spec_order():
 
 def test_first_divergence_backward_is_the_first_wrong_gradient_from_the_loss_back():
     spec = ri.models.get("lenet5")
-    found = checks._first_divergence(spec, [
+    found = checks.first_divergence(spec, [
         _tc("grad:conv1.weight", "gradient", "conv1", False), _tc("grad:fc2.bias", "gradient", "fc2", False),
         _tc("layer:fc3", "forward", "fc3", True)])
     assert found == "fc2 (backward)"
-    assert checks._first_divergence(spec, [_tc("grad:input", "gradient", None, False)]) == "input (backward)"
+    assert checks.first_divergence(spec, [_tc("grad:input", "gradient", None, False)]) == "input (backward)"
 
 
 def test_first_divergence_update_names_the_optimizer():
     spec = ri.models.get("mlp")
-    found = checks._first_divergence(spec, [_tc("adam:fc2.weight", "update", "fc2", False)])
+    found = checks.first_divergence(spec, [_tc("adam:fc2.weight", "update", "fc2", False)])
     assert found == "fc2 (adam update)"
-    assert checks._first_divergence(spec, [_tc("adam:fc2.weight", "update", "fc2", True)]) is None
+    assert checks.first_divergence(spec, [_tc("adam:fc2.weight", "update", "fc2", True)]) is None
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_reference_float32_passes_and_is_deterministic(mlp_reference):
     assert result.status == "pass", [(t.tensor, t.normwise) for t in result.failures]
     assert result.deterministic is True
     kinds = {t.tensor.partition(":")[0] for t in result.tensors}
-    assert kinds == {"output", "layer", "loss", "grad", "train_step", "sgd", "sgd_plain", "rmsprop", "adam"}
+    assert kinds == {"output", "layer", "loss", "grad", "dlayer", "train_step", "sgd", "sgd_plain", "rmsprop", "adam"}
     assert "grad:input" in {t.tensor for t in result.tensors}
     # The check compares float32 with float64: a real, nonzero error must show.
     assert 0 < result.worst.normwise < 1e-5

@@ -195,16 +195,22 @@ def test_softmax_over_the_batch_axis_is_found_at_fc2_forward(kit, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("model, last", [("lenet5", "fc3"), ("mnist_cnn", "dense2"), ("mlp", "fc2"),
-                                         ("linear_regression", "linear")])
-def test_summed_gradients_are_found_at_the_last_layer_backward(kit, model, last, dtype):
+@pytest.mark.parametrize("model, first", [("lenet5", "loss"), ("mnist_cnn", "loss"), ("mlp", "fc2"),
+                                          ("linear_regression", "loss")])
+def test_summed_gradients_are_found_where_the_backward_starts(kit, model, first, dtype):
+    """The loss's backward is wrong: where the loss sees the last layer's output, that output's
+    gradient is the first wrong one (the loss's backward); where the loss takes the logits of a
+    final softmax (mlp), the last layer's backward is the first that can be seen."""
     result = _check(kit.SummedGradientsAdapter(), model, dtype)
     assert result.status == "fail", _describe(result)
-    assert result.first_divergence == f"{last} (backward)"
+    assert result.first_divergence == f"{first} (backward)"
     forward = [t for t in result.tensors if t.stage == "forward"]
     assert forward and all(t.passed for t in forward), [t.tensor for t in forward if not t.passed]
     grads = [t for t in result.tensors if t.stage == "gradient"]
-    assert {t.tensor for t in grads} == {f"grad:{k}" for k in ri.models.get(model).param_shapes()} | {"grad:input"}
+    spec = ri.models.get(model)
+    outputs = [layer.name for layer in spec.layers][: -1 if spec.loss_takes_logits else None]
+    assert {t.tensor for t in grads} == ({f"grad:{k}" for k in spec.param_shapes()} | {"grad:input"}
+                                         | {f"dlayer:{name}" for name in outputs})
     for t in grads:
         assert not t.passed, t.tensor
         # batch 8: every gradient is 8 times the reference's, a normwise error of 7

@@ -10,7 +10,7 @@ import numpy as np
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
 from .. import update_rules
-from ..base import BuiltModel, Unavailable
+from ..base import BuiltModel, Unavailable, layer_ends
 from ..tensorflow.layout import flatten_layout, from_canonical, native_shape, nchw_to_nhwc, nhwc_to_nchw, to_canonical
 from ..tensorflow.model import keras_layers
 
@@ -106,9 +106,13 @@ class KerasModel(BuiltModel):
     def forward(self, x):
         return nhwc_to_nchw(self._host(self._forward(self._input(x))))
 
+    def _canonical_grads(self, dparams) -> dict[str, np.ndarray]:
+        """Backend gradients, in the order of the variables, as canonical arrays."""
+        return to_canonical(self.spec, {n: self._host(g) for n, g in zip(self._vars, dparams, strict=True)})
+
     def loss_and_grads(self, x, y):
         loss, dparams, dx = self._loss_and_grads(self._input(x), self._target(y))
-        out = to_canonical(self.spec, {n: self._host(g) for n, g in zip(self._vars, dparams, strict=True)})
+        out = self._canonical_grads(dparams)
         out["input"] = nhwc_to_nchw(self._host(dx))
         return float(self._host(loss)), out
 
@@ -132,11 +136,18 @@ class KerasModel(BuiltModel):
         for i, (layer, step) in enumerate(self._steps):
             h = step(h)
             if i + 1 == len(self._steps) or self._steps[i + 1][0] != layer:
-                out = nhwc_to_nchw(self._host(h))
-                if layer in self._reorder:
-                    out = np.ascontiguousarray(out[:, self._reorder[layer]])
-                outputs[layer] = out
+                outputs[layer] = self._canonical_output(layer, h)
         return outputs
+
+    def _canonical_output(self, layer: str, h) -> np.ndarray:
+        """A layer's output (or its gradient) as the canonical array: NCHW, flattened features in
+        the canonical order."""
+        out = nhwc_to_nchw(self._host(h))
+        return np.ascontiguousarray(out[:, self._reorder[layer]]) if layer in self._reorder else out
+
+    def _output_ends(self) -> list[int]:
+        """The steps of _train_steps where a layer_output_grads layer's output is complete."""
+        return layer_ends(self.spec, [layer for layer, _ in self._train_steps])
 
     def knobs(self) -> dict:
         return {"mode": self.mode, "keras": self.keras.__version__, "keras_backend": self.keras.backend.backend(),

@@ -8,7 +8,9 @@ import numpy as np
 from reference_impl.spec import OptimizerSpec
 
 from .. import update_rules
+from ..base import phase_readback
 from ..jax_adapter import kept_result
+from ..tensorflow.layout import nhwc_to_nchw
 from .model import KerasModel
 
 __all__ = ["KerasJaxModel"]
@@ -67,6 +69,32 @@ class KerasJaxModel(KerasModel):
             var.assign(value)
         return loss
 
+    def layer_output_grads(self, x, y):
+        """Op by op, also in 'jit' mode: the gradient of the loss with respect to a zero added to
+        each layer's output (a probe), which is that output's gradient."""
+        import jax
+        import jax.numpy as jnp
+
+        steps, ends = self._train_steps, self._output_ends()
+        tx, ty, values = self._input(x), self._target(y), self._values()
+
+        def run(probes):
+            with self.keras.StatelessScope(state_mapping=list(zip(self._var_list, values, strict=True))):
+                h = tx
+                for i, (_, step) in enumerate(steps):
+                    h = step(h)
+                    if i in probes:
+                        h = h + probes[i]
+                return h
+
+        zeros, h = {}, tx
+        for i, (_, step) in enumerate(steps):  # one forward, for the outputs' shapes
+            h = step(h)
+            if i in ends:
+                zeros[i] = jnp.zeros_like(h)
+        grads = jax.grad(lambda probes: self._loss_of(run(probes), ty))(zeros)
+        return {steps[i][0]: self._canonical_output(steps[i][0], grads[i]) for i in ends}
+
     def timing_phase(self, phase, x, y):
         import jax
 
@@ -77,11 +105,14 @@ class KerasJaxModel(KerasModel):
 
         if phase == "forward":
             return Phase(keep(lambda: self._forward(tx)), sync=sync,
-                         how=f"the Keras layers as a function of (variables, x) ({self.mode}), no gradient")
+                         how=f"the Keras layers as a function of (variables, x) ({self.mode}), no gradient",
+                         readback=phase_readback(self, phase, output=lambda out: nhwc_to_nchw(self._host(out))))
         if phase == "forward_backward":
             fb = self._jit(jax.value_and_grad(self._loss))
             return Phase(keep(lambda: fb(self._values(), tx, ty)), sync=sync,
-                         how=f"jax.value_and_grad of the Keras loss: every parameter gradient ({self.mode})")
+                         how=f"jax.value_and_grad of the Keras loss: every parameter gradient ({self.mode})",
+                         readback=phase_readback(self, phase, grads=lambda r: self._canonical_grads(r[1]),
+                                                 loss=lambda r: self._host(r[0])))
         if phase == "backward":
             pending: list = []
             apply = self._jit(lambda vjp_fn, ct: vjp_fn(ct))
@@ -92,9 +123,11 @@ class KerasJaxModel(KerasModel):
                 pending.append(vjp_fn)
 
             return Phase(keep(lambda: apply(pending.pop(), one)), prepare=prepare, sync=sync,
-                         how=f"the loss's vjp alone ({self.mode}); jax.vjp's forward runs untimed before each call")
+                         how=f"the loss's vjp alone ({self.mode}); jax.vjp's forward runs untimed before each call",
+                         readback=phase_readback(self, phase, grads=lambda cts: self._canonical_grads(cts[0])))
         if phase == "train_step":
             self.set_optimizer(self.spec.optimizer)
             return Phase(keep(lambda: self._train(tx, ty)), sync=sync,
-                         how=f"loss, gradients and the reference's {self.spec.optimizer.kind} update ({self.mode})")
+                         how=f"loss, gradients and the reference's {self.spec.optimizer.kind} update ({self.mode})",
+                         readback=phase_readback(self, phase, loss=self._host))
         return super().timing_phase(phase, x, y)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from reference_impl.spec import OptimizerSpec
 
 from .. import update_rules
+from ..base import phase_readback
+from ..tensorflow.layout import nhwc_to_nchw
 from .model import KerasModel
 
 __all__ = ["KerasTorchModel"]
@@ -55,6 +57,20 @@ class KerasTorchModel(KerasModel):
                 p.copy_(new)
         return loss.detach()
 
+    def layer_output_grads(self, x, y):
+        """Layer by layer, each layer's output kept with retain_grad()."""
+        steps, ends = self._train_steps, set(self._output_ends())
+        h, kept = self._input(x), {}
+        for i, (layer, step) in enumerate(steps):
+            h = step(h)
+            if i in ends:
+                h.retain_grad()
+                kept[layer] = h
+        self._loss_of(h, self._target(y)).backward()
+        for p in self._params():
+            p.grad = None
+        return {layer: self._canonical_output(layer, t.grad) for layer, t in kept.items()}
+
     def sync(self) -> None:
         if self.device.startswith("cuda"):
             import torch
@@ -75,11 +91,16 @@ class KerasTorchModel(KerasModel):
             loss.backward()
             return loss
 
+        def param_grads(_):
+            return self._canonical_grads([p.grad for p in params])
+
         if phase == "forward":
-            return Phase(lambda: self._forward(tx), sync=self.sync, how="the Keras layers on x under torch.no_grad()")
+            return Phase(lambda: self._forward(tx), sync=self.sync, how="the Keras layers on x under torch.no_grad()",
+                         readback=phase_readback(self, phase, output=lambda out: nhwc_to_nchw(self._host(out))))
         if phase == "forward_backward":
             return Phase(forward_backward, sync=self.sync,
-                         how="zero grads, the Keras loss, loss.backward(): every parameter gradient")
+                         how="zero grads, the Keras loss, loss.backward(): every parameter gradient",
+                         readback=phase_readback(self, phase, grads=param_grads, loss=self._host))
         if phase == "backward":
             pending: list = []
 
@@ -89,9 +110,11 @@ class KerasTorchModel(KerasModel):
                 pending.append(self._loss(tx, ty))
 
             return Phase(lambda: pending.pop().backward(), prepare=prepare, sync=self.sync,
-                         how="loss.backward() alone; the forward under autograd runs untimed before each call")
+                         how="loss.backward() alone; the forward under autograd runs untimed before each call",
+                         readback=phase_readback(self, phase, grads=param_grads))
         if phase == "train_step":
             self.set_optimizer(self.spec.optimizer)
             return Phase(lambda: self._train(tx, ty), sync=self.sync,
-                         how=f"loss, torch.autograd.grad and the reference's {self.spec.optimizer.kind} update")
+                         how=f"loss, torch.autograd.grad and the reference's {self.spec.optimizer.kind} update",
+                         readback=phase_readback(self, phase, loss=self._host))
         return super().timing_phase(phase, x, y)

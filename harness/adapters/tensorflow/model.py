@@ -28,7 +28,7 @@ from reference_impl.functional import conv_geometry, pool_geometry
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
 from .. import update_rules as optim
-from ..base import BuiltModel
+from ..base import BuiltModel, layer_ends
 from .layout import flatten_layout, from_canonical, native_shape, nchw_to_nhwc, nhwc_to_nchw, to_canonical
 from .phases import timing_phase
 from .runtime import import_keras, import_tf, knobs, tf_device
@@ -273,6 +273,31 @@ class TensorFlowModel(BuiltModel):
                     if layer in self._reorder:
                         out = np.ascontiguousarray(out[:, self._reorder[layer]])
                     outputs[layer] = out
+        return outputs
+
+    def layer_output_grads(self, x, y):
+        """Eagerly, layer by layer under one GradientTape (also in 'function' and 'xla' modes);
+        images NCHW, flattened features in the canonical order, as layer_outputs."""
+        tf = import_tf()
+        steps = self._train_steps
+        ends = set(layer_ends(self.spec, [layer for layer, _ in steps]))
+        kept: dict[str, object] = {}
+        with tf.device(self._tf_device):
+            with tf.GradientTape() as tape:
+                h = self._input(x)
+                for i, (layer, step) in enumerate(steps):
+                    h = step(h)
+                    if i in ends:
+                        tape.watch(h)
+                        kept[layer] = h
+                loss = self._loss_fn(h, self._target(y))
+            grads = tape.gradient(loss, list(kept.values()))
+        outputs = {}
+        for layer, g in zip(kept, grads, strict=True):
+            out = nhwc_to_nchw(_host(g))
+            if layer in self._reorder:
+                out = np.ascontiguousarray(out[:, self._reorder[layer]])
+            outputs[layer] = out
         return outputs
 
     def knobs(self) -> dict:

@@ -6,7 +6,8 @@ compiled functions, variables and loss), and only TensorFlowModel calls it.
 
 from __future__ import annotations
 
-from ..base import PHASES, Unavailable
+from ..base import PHASES, Unavailable, phase_readback
+from .layout import nhwc_to_nchw, to_canonical
 from .runtime import import_tf
 
 __all__ = ["timing_phase"]
@@ -28,9 +29,13 @@ def timing_phase(model, phase: str, x, y):
                 return fn()
         return run
 
+    def param_grads(grads):
+        return to_canonical(model.spec, {n: g.numpy() for n, g in zip(model._vars, grads, strict=True)})
+
     if phase == "forward":
         return Phase(run_on_device(lambda: model._forward_fn(tx)), sync=model.sync,
-                     how=f"the model's layers on x ({model.mode}), no gradient tape")
+                     how=f"the model's layers on x ({model.mode}), no gradient tape",
+                     readback=phase_readback(model, phase, output=lambda out: nhwc_to_nchw(out.numpy())))
     if phase == "forward_backward":
         def loss_and_param_grads(x, y):
             with tf.GradientTape() as tape:
@@ -39,7 +44,9 @@ def timing_phase(model, phase: str, x, y):
 
         fb = model._compile(loss_and_param_grads)
         return Phase(run_on_device(lambda: fb(tx, ty)), sync=model.sync,
-                     how=f"loss and every parameter gradient under one GradientTape ({model.mode})")
+                     how=f"loss and every parameter gradient under one GradientTape ({model.mode})",
+                     readback=phase_readback(model, phase, grads=lambda r: param_grads(r[1]),
+                                             loss=lambda r: r[0].numpy()))
     if phase == "backward":
         if model.mode != "eager":
             raise Unavailable(f"a backward pass cannot be timed apart from its forward inside one "
@@ -57,7 +64,8 @@ def timing_phase(model, phase: str, x, y):
             return tape.gradient(loss, model._var_list)
 
         return Phase(run_on_device(backward), prepare=prepare, sync=model.sync,
-                     how="tape.gradient alone; the forward under the tape runs untimed before each call")
+                     how="tape.gradient alone; the forward under the tape runs untimed before each call",
+                     readback=phase_readback(model, phase, grads=param_grads))
     if phase == "train_step":
         model.set_optimizer(model.spec.optimizer)
 
@@ -67,5 +75,6 @@ def timing_phase(model, phase: str, x, y):
 
         return Phase(run_on_device(train_step), sync=model.sync,
                      how=f"loss, gradients and the reference's {model.spec.optimizer.kind} update as tf ops "
-                         f"({model.mode})")
+                         f"({model.mode})",
+                     readback=phase_readback(model, phase, loss=lambda loss: loss.numpy()))
     raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
