@@ -136,7 +136,7 @@ class _Session:
     def _contract_check(self, model, cell: Cell, spec, weights, seed: int):
         """The check of the built model through the contract, at checks.CHECK_BATCH (once per model,
         device, dtype and mode: every phase and batch of it shares the answer)."""
-        from . import checks, verify
+        from . import checks
 
         key = (cell.model, cell.device, cell.dtype, cell.mode)
         if key not in self.verdicts:
@@ -163,8 +163,9 @@ class _Session:
         from . import checks, verify
 
         if spec.name not in self.references:
-            self.references[spec.name] = checks.ReferenceRun(spec, weights, checks.CHECK_BATCH, seed, checks.CHECK_STEPS,
-                                                             optimizers=verify.timed_optimizers(spec))
+            optimizers = verify.timed_optimizers(spec)
+            self.references[spec.name] = checks.ReferenceRun(spec, weights, checks.CHECK_BATCH, seed,
+                                                             checks.CHECK_STEPS, optimizers=optimizers)
         return self.references[spec.name]
 
     def check(self, msg: dict) -> dict:
