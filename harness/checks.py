@@ -321,9 +321,14 @@ def first_divergence(spec: ModelSpec, checks: list[TensorCheck]) -> str | None:
         return "input (backward)"
     updated = [c for c in failed if c.stage == "update"]
     if updated:
+        # A wrong step of one layer changes the gradients of every later step, so every layer's
+        # steps part from the reference after a few: the layer whose step is furthest off, relative
+        # to its tolerance, is where the error is (the one-step timed check names it exactly).
         optimizer = updated[0].tensor.partition(":")[0]
-        layers = [name for name in order if name in {c.layer for c in updated if c.tensor.startswith(optimizer)}]
-        return f"{layers[0] if layers else 'the losses'} ({optimizer} update)"
+        layers = [c for c in updated if c.tensor.startswith(f"{optimizer}:") and c.layer is not None]
+        worst = max(layers, key=lambda c: c.normwise / c.normwise_tol if np.isfinite(c.normwise) and c.normwise_tol
+                    else np.inf, default=None)
+        return f"{worst.layer if worst else 'the losses'} ({optimizer} update)"
     return failed[0].tensor
 
 

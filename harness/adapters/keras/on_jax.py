@@ -3,8 +3,6 @@ jax.value_and_grad and jax.jit; the reference's update rules on jax arrays."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from reference_impl.spec import OptimizerSpec
 
 from .. import update_rules
@@ -116,13 +114,14 @@ class KerasJaxModel(KerasModel):
         if phase == "backward":
             pending: list = []
             apply = self._jit(lambda vjp_fn, ct: vjp_fn(ct))
-            one = self._tensor(np.asarray(1.0))
 
             def prepare():
-                _, vjp_fn = jax.vjp(lambda v: self._loss(v, tx, ty), self._values())
-                pending.append(vjp_fn)
+                loss, vjp_fn = jax.vjp(lambda v: self._loss(v, tx, ty), self._values())
+                # the cotangent in the loss's own dtype: with x64 on, Keras's cross-entropy of int64
+                # labels comes back in float64 even for a float32 model
+                pending.append((vjp_fn, jax.numpy.ones_like(loss)))
 
-            return Phase(keep(lambda: apply(pending.pop(), one)), prepare=prepare, sync=sync,
+            return Phase(keep(lambda: apply(*pending.pop())), prepare=prepare, sync=sync,
                          how=f"the loss's vjp alone ({self.mode}); jax.vjp's forward runs untimed before each call",
                          readback=phase_readback(self, phase, grads=lambda cts: self._canonical_grads(cts[0])))
         if phase == "train_step":
