@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+
 from harness.timing import Phase
 from tests.harness.planted import PlantedAdapter, PlantedModel
 
@@ -170,6 +172,20 @@ class WeightDecayAdapter(PlantedAdapter):
     model_class = WeightDecayModel
 
 
+class Float32HyperparamsModel(PlantedModel):
+    """Hyperparameters held in float32 (as a framework that stores them in float32 variables
+    does): lr 0.01 becomes 0.0099999998, a relative error of 2.2e-8 in every step."""
+
+    def set_optimizer(self, optimizer):
+        rounded = {k: float(np.float32(v)) for k, v in optimizer.params.items()}
+        super().set_optimizer(type(optimizer)(optimizer.kind, **rounded))
+
+
+class Float32HyperparamsAdapter(PlantedAdapter):
+    name = "torch_float32_hyperparams"
+    model_class = Float32HyperparamsModel
+
+
 # -- a wrong input gradient inside a middle layer ---------------------------------------------------------
 
 
@@ -263,5 +279,5 @@ class HandFusedCrossEntropyAdapter(PlantedAdapter):
 
 ADAPTERS = {cls.name: cls for cls in (
     Bfloat16TimedForwardAdapter, SkippedLayerTimedAdapter, NoReadbackAdapter, LargeBatchBugAdapter,
-    OversizedStepAdapter, TutorialLrTimedAdapter, WeightDecayAdapter, MiddleInputGradAdapter,
+    OversizedStepAdapter, TutorialLrTimedAdapter, WeightDecayAdapter, Float32HyperparamsAdapter, MiddleInputGradAdapter,
     MiddleInputGradNoOutputGradsAdapter, SigmoidThroughTanhAdapter, HandFusedCrossEntropyAdapter)}

@@ -164,6 +164,18 @@ def test_a_bug_visible_only_in_float64_fails_the_float32_cell_by_its_float64_par
     assert check["first_divergence"] == "conv1 (train_step update) in float64"
 
 
+def test_hyperparameters_stored_in_float32_pass_in_float32_and_fail_in_float64():
+    """lr 0.01 held as float32 is off by 2.2e-8 and momentum 0.9 by 2.6e-8: every step of lenet5's
+    SGD is too, which float32 cannot see and float64's update tolerance (1e-11 normwise) does."""
+    assert check_cell(pt.Float32HyperparamsAdapter(), _reference("lenet5"), dtype="float32").status == "pass"
+    result = check_cell(pt.Float32HyperparamsAdapter(), _reference("lenet5"), dtype="float64")
+    assert result.status == "fail" and result.first_divergence.endswith("(train_step update)")
+    step = next(t for t in result.tensors if t.tensor == "train_step:fc1.weight")
+    # the rounding of lr (2.2e-8), and of momentum, which compounds over the 10 steps: 1.04e-7 measured
+    assert 1e-8 < step.normwise < 1e-6
+    assert all(t.passed for t in result.tensors if t.stage != "update")
+
+
 # -- backward localisation ------------------------------------------------------------------------------
 
 
