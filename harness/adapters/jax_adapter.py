@@ -38,7 +38,8 @@ from reference_impl.functional import conv_geometry, pool_geometry
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
 from . import update_rules
-from .base import Adapter, BuiltModel, layer_ends, parse_device, phase_readback
+from .base import Adapter, BuiltModel, layer_ends, parse_device
+from .jax_phases import kept_result, timing_phase
 
 __all__ = ["JaxAdapter", "JaxModel", "kept_result"]
 
@@ -326,67 +327,9 @@ class JaxModel(BuiltModel):
                 "cpu_affinity": _affinity()}
 
     def timing_phase(self, phase, x, y):
-        """Native calls on arrays already on the device; each phase's sync blocks on its last result."""
-        import jax
-
-        from harness.timing import Phase
-
-        tx, ty = self._input(x), self._target(y)
-        keep, sync = kept_result()
-
-        def host_grads(grads):
-            return {name: self._host(g) for name, g in grads.items()}
-
-        if phase == "forward":
-            return Phase(keep(lambda: self._forward_fn(self.params, tx)), sync=sync,
-                         how=f"the model's function of (params, x) ({self.mode}), no gradient",
-                         readback=phase_readback(self, phase, output=self._host))
-        if phase == "forward_backward":
-            fb = self._compile(jax.value_and_grad(self._loss))
-            return Phase(keep(lambda: fb(self.params, tx, ty)), sync=sync,
-                         how=f"jax.value_and_grad of the loss: every parameter gradient ({self.mode})",
-                         readback=phase_readback(self, phase, grads=lambda r: host_grads(r[1]), loss=lambda r: r[0]))
-        if phase == "backward":
-            pending: list = []
-            apply = self._compile(lambda vjp_fn, ct: vjp_fn(ct))
-            one = self._array(np.asarray(1.0, dtype=self._np_dtype))
-
-            def prepare():
-                _, vjp_fn = jax.vjp(lambda p: self._loss(p, tx, ty), self.params)
-                jax.block_until_ready(vjp_fn)
-                pending.append(vjp_fn)
-
-            return Phase(keep(lambda: apply(pending.pop(), one)), prepare=prepare, sync=sync,
-                         how=f"the loss's vjp alone ({self.mode}); jax.vjp's forward runs untimed before each call",
-                         readback=phase_readback(self, phase, grads=lambda cotangents: host_grads(cotangents[0])))
-        if phase == "train_step":
-            self.set_optimizer(self.spec.optimizer)
-            return Phase(keep(lambda: self._train(tx, ty)), sync=sync,
-                         how=f"loss, gradients and the reference's {self.spec.optimizer.kind} update in jax.numpy "
-                             f"({self.mode})",
-                         readback=phase_readback(self, phase, loss=lambda loss: loss))
-        return super().timing_phase(phase, x, y)
-
-
-def kept_result():
-    """(keep, sync) for a timed JAX phase: keep(fn) is a call of fn that keeps (and returns, for the
-    phase's readback) its result, and sync blocks until the last kept result is ready (JAX
-    dispatches asynchronously, on the CPU too)."""
-    import jax
-
-    last: list = [None]
-
-    def sync() -> None:
-        if last[0] is not None:
-            jax.block_until_ready(last[0])
-
-    def keep(fn):
-        def run():
-            last[0] = fn()
-            return last[0]
-        return run
-
-    return keep, sync
+        """Native calls on arrays already on the device; each phase's sync blocks on its last result
+        (jax_phases.py)."""
+        return timing_phase(self, phase, x, y) or super().timing_phase(phase, x, y)
 
 
 def _affinity() -> list[int] | None:

@@ -7,7 +7,7 @@ from reference_impl.spec import OptimizerSpec
 
 from .. import update_rules
 from ..base import phase_readback
-from ..jax_adapter import kept_result
+from ..jax_phases import kept_result
 from ..tensorflow.layout import nhwc_to_nchw
 from .model import KerasModel
 
