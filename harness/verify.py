@@ -151,7 +151,8 @@ def _summary(result: CheckResult) -> dict:
     return verdict
 
 
-def cell_verdict(contract: CheckResult, timed: dict | None, float64: CheckResult | None) -> dict:
+def cell_verdict(contract: CheckResult, timed: dict | None, float64: CheckResult | None,
+                 float64_limitation: str | None = None) -> dict:
     """What a timed cell stores of its verification (CellRecord.check): the contract part's verdict
     as before (status, first_divergence, worst_tensor, worst_normwise, reason, tensors), with
     status, first_divergence and reason now those of the whole, and the parts beside it:
@@ -159,7 +160,9 @@ def cell_verdict(contract: CheckResult, timed: dict | None, float64: CheckResult
 
     status: 'fail' or 'error' when a part fails or errs (the first, in the order contract, timed,
     float64, names the place), else 'unverified' when the timed phase could not hand its result
-    back, else 'pass'. A float64 part that was skipped (no float64 on that device) decides nothing."""
+    back, or when the float64 part fails for a framework that declares it cannot compute float64
+    (Adapter.float64_limitation: its reason is the cell's, and float64's `limitation`), else 'pass'.
+    A float64 part that was skipped (no float64 on that device) decides nothing."""
     verdict = contract.verdict()
     verdict["contract_status"] = contract.status
     verdict["timed"] = timed
@@ -168,13 +171,16 @@ def cell_verdict(contract: CheckResult, timed: dict | None, float64: CheckResult
     if timed is not None:
         parts.append(("timed", timed["status"], timed["first_divergence"], timed["reason"]))
     if float64 is not None:
-        parts.append(("float64", float64.status, float64.first_divergence, float64.reason))
-    bad = [p for p in parts if p[1] in ("fail", "error")]
-    if bad:
-        name, status, where, _ = bad[0]
+        status, reason = float64.status, float64.reason
+        if status == "fail" and float64_limitation:
+            verdict["float64"]["limitation"] = float64_limitation
+            status = "unverified"
+            reason = "; ".join(r for r in (float64_limitation, reason) if r)  # the place: first_divergence
+        parts.append(("float64", status, float64.first_divergence, reason))
+    deciding = ([p for p in parts if p[1] in ("fail", "error")] or [p for p in parts if p[1] == "unverified"])
+    if deciding:
+        name, status, where, _ = deciding[0]
         verdict["status"] = status
         verdict["first_divergence"] = f"{where} in float64" if name == "float64" and where else where
-    elif timed is not None and timed["status"] == "unverified":
-        verdict["status"] = "unverified"
     verdict["reason"] = "; ".join(f"{name}: {reason}" if name else reason for name, _, _, reason in parts if reason)
     return verdict

@@ -125,7 +125,7 @@ class _Session:
             # untimed: what the first timed call computed, at this cell's batch, against the reference
             timed = verify.check_timed(self.timer.readback(), reference, cell.phase, start, dtype=cell.dtype,
                                        device=cell.device)
-            check = verify.cell_verdict(contract, timed, float64)
+            check = verify.cell_verdict(contract, timed, float64, self.adapter.float64_limitation)
         self.timer.warmup(warmup)
         iters = self.timer.calibrate(min_sample_s)
         return {"ok": True, "record": {

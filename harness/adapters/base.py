@@ -193,6 +193,11 @@ class Adapter(ABC):
     # Environment variables the framework must see before it is first imported (KERAS_BACKEND=jax):
     # `bench run` sets them in the adapter's worker, `bench check` runs the adapter in a worker of its own.
     environment: ClassVar[dict[str, str]] = {}
+    # Why the framework does not compute float64 models in float64, where that is known (Keras 3 on
+    # JAX and torch). A float32 cell whose float64 check (bench run's float64 part) then fails is
+    # left unverified with this reason, not failed: its float32 parts still decide, and nothing
+    # said here can make a cell pass.
+    float64_limitation: ClassVar[str | None] = None
 
     def availability(self) -> Availability:
         """Whether `package` can be imported here, with the version of the first of `distributions`

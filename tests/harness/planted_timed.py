@@ -172,6 +172,21 @@ class WeightDecayAdapter(PlantedAdapter):
     model_class = WeightDecayModel
 
 
+class WeightDecayExcusedAdapter(WeightDecayAdapter):
+    """The same float64-only bug, from an adapter that declares it cannot compute float64: the
+    declaration may leave the cell unverified, never let it pass."""
+
+    name = "torch_weight_decay_excused"
+    float64_limitation = "this framework says it cannot compute float64"
+
+
+class ExcusedAdapter(PlantedAdapter):
+    """A correct adapter that declares a float64 limitation it does not have."""
+
+    name = "torch_excused"
+    float64_limitation = "this framework says it cannot compute float64"
+
+
 class Float32HyperparamsModel(PlantedModel):
     """Hyperparameters held in float32 (as a framework that stores them in float32 variables
     does): lr 0.01 becomes 0.0099999998, a relative error of 2.2e-8 in every step."""
@@ -279,5 +294,6 @@ class HandFusedCrossEntropyAdapter(PlantedAdapter):
 
 ADAPTERS = {cls.name: cls for cls in (
     Bfloat16TimedForwardAdapter, SkippedLayerTimedAdapter, NoReadbackAdapter, LargeBatchBugAdapter,
-    OversizedStepAdapter, TutorialLrTimedAdapter, WeightDecayAdapter, Float32HyperparamsAdapter, MiddleInputGradAdapter,
+    OversizedStepAdapter, TutorialLrTimedAdapter, WeightDecayAdapter, WeightDecayExcusedAdapter, ExcusedAdapter,
+    Float32HyperparamsAdapter, MiddleInputGradAdapter,
     MiddleInputGradNoOutputGradsAdapter, SigmoidThroughTanhAdapter, HandFusedCrossEntropyAdapter)}

@@ -164,6 +164,22 @@ def test_a_bug_visible_only_in_float64_fails_the_float32_cell_by_its_float64_par
     assert check["first_divergence"] == "conv1 (train_step update) in float64"
 
 
+def test_a_declared_float64_limitation_leaves_a_cell_unverified_never_passed(tmp_path):
+    """Keras 3 on JAX and torch declares that it cannot compute float64 (Adapter.float64_limitation):
+    the float64 part that fails then makes its float32 cell unverified, with the reason, not failed;
+    a bug visible only in float64 is therefore not caught, but the cell cannot claim to be verified."""
+    check = _open(pt.WeightDecayExcusedAdapter(), "lenet5", "train_step", 32, tmp_path)
+    assert check["contract_status"] == "pass" and check["timed"]["status"] == "pass"
+    assert check["float64"]["status"] == "fail"
+    assert check["float64"]["limitation"] == pt.WeightDecayExcusedAdapter.float64_limitation
+    assert check["status"] == "unverified"
+    assert check["first_divergence"] == "conv1 (train_step update) in float64"
+    assert check["reason"] == "float64: this framework says it cannot compute float64"
+    # a declaration that does not hold changes nothing: the float64 part passes, and so does the cell
+    control = _open(pt.ExcusedAdapter(), "lenet5", "train_step", 32, tmp_path)
+    assert control["status"] == "pass" and "limitation" not in control["float64"]
+
+
 def test_hyperparameters_stored_in_float32_pass_in_float32_and_fail_in_float64():
     """lr 0.01 held as float32 is off by 2.2e-8 and momentum 0.9 by 2.6e-8: every step of lenet5's
     SGD is too, which float32 cannot see and float64's update tolerance (1e-11 normwise) does."""
@@ -218,6 +234,7 @@ def test_bench_run_labels_planted_cells_unverified_and_names_the_place(tmp_path)
                           for p in ("forward", "train_step")}, proc.stdout + proc.stderr
     for key, doc in cells.items():
         assert doc["status"] == "ok", (key, doc.get("reason"))
+    assert proc.returncode == 1, "a cell that parts from the reference fails the run"
     bf16 = cells[("torch_bf16_timed_forward", "forward")]
     assert bf16["verified"] is False
     assert bf16["check"]["first_divergence"] == "output, in the timed forward at batch 32"

@@ -41,6 +41,9 @@ __all__ = ["KerasJaxAdapter", "KerasTorchAdapter", "KerasModel", "KerasJaxModel"
 class _KerasAdapter(Adapter):
     package = "keras"
     backend_package = ""
+    float64_limitation = ("Keras 3 maps every 64-bit result type to 32 bits on its JAX and torch backends "
+                          "(keras.backend.result_type), so parts of a float64 model run in float32 "
+                          "(docs/equivalence.md): its float64 check cannot pass")
 
     def availability(self) -> Availability:
         """Keras 3 and the backend's package, from package metadata only (neither is imported)."""
