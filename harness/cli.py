@@ -184,7 +184,12 @@ def _outcome(record) -> str:
     from .fmt import num
 
     stats = record.stats()
-    verified = " UNVERIFIED" if record.verified is False else ""
+    verified = ""
+    if record.verified is False:
+        check = record.check or {}
+        where = f" at {check['first_divergence']}" if check.get("first_divergence") else ""
+        verified = (" unverified (its check could not be made)" if check.get("status") == "unverified"
+                    else f" UNVERIFIED: parts from the reference{where}")
     median = stats.median * 1e3 if stats else float("nan")
     return f"median {num(median, '.3f')} ms over {len(record.samples_s)} samples{verified}"
 
@@ -205,7 +210,9 @@ def run_cmd(suite, resume, results_dir, export, with_report) -> None:
     SUITE is a name from suites/ (quick, default, threads, gpu, smoke) or a path to a .toml file.
     Each finished cell is written at once to results/<run-id>/; Ctrl-C keeps them (exit 130) and
     `--resume` finishes the run. Exit status: 0 when every cell ran or was skipped, 1 when any cell
-    failed (error, crashed, timeout, oom) or did not match the reference, 2 on a bad suite.
+    failed (error, crashed, timeout, oom) or did not match the reference, 2 on a bad suite. A cell
+    whose check could not be made (status 'unverified': no readback, or a framework's declared
+    float64 limitation) is marked and listed in the report, and does not fail the run.
 
     \b
     Examples:
@@ -214,7 +221,7 @@ def run_cmd(suite, resume, results_dir, export, with_report) -> None:
       bench run --resume results/20261123-184512-quick
       bench run smoke --no-report
     """
-    from . import results, runner, suites
+    from . import runner, suites
     from .report import text
 
     if resume:
@@ -243,11 +250,19 @@ def run_cmd(suite, resume, results_dir, export, with_report) -> None:
         click.echo(f"pytest-benchmark JSON: {export}")
     if with_report:
         _write_report(run)
-    df = run.table()
+    sys.exit(run_exit_status(run.table()))
+
+
+def run_exit_status(df) -> int:
+    """bench run's exit status from its cells' table: 1 when a cell failed or its check found it
+    parting from the reference ('fail' or 'error'), else 0. 'unverified' is not a finding of a fault,
+    only of a check that could not be made: the report says so, the exit status does not."""
+    from . import results
+
     failed = bool(df["status"].isin(results.FAILED).any())
-    unverified = any(results.flag(v) is False for v in df["verified"])
-    if failed or unverified:
-        sys.exit(1)
+    mismatched = any(results.flag(v) is False and s in ("fail", "error")
+                     for v, s in zip(df["verified"], df["check_status"], strict=True))
+    return 1 if failed or mismatched else 0
 
 
 def _write_report(run, plots: bool = True, summary=None) -> bool:

@@ -121,8 +121,8 @@ def run_table(run: results.Run) -> str:
             flags = []
             if results.flag(r.get("noisy")) is True:
                 flags.append("noisy")
-            if results.flag(r.get("verified")) is False:
-                flags.append("UNVERIFIED")
+            if results.flag(r.get("verified")) is False:  # a failed check shouts; one not made is said
+                flags.append("unverified" if r.get("check_status") == "unverified" else "UNVERIFIED")
             if results.flag(r.get("threads_verified")) is False:
                 flags.append("THREADS")
             if results.flag(r.get("phase_sum_flag")) is True:

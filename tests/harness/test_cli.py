@@ -89,3 +89,22 @@ def test_bench_list_imports_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("statuses, verified, check_statuses, expected", [
+    (["ok", "ok"], [True, None], ["pass", None], 0),
+    (["ok", "ok"], [True, False], ["pass", "fail"], 1),
+    (["ok", "ok"], [False, True], ["error", "pass"], 1),
+    (["ok", "ok"], [False, False], ["unverified", "unverified"], 0),  # said in the report, not a fault found
+    (["ok", "timeout"], [True, None], ["pass", None], 1),
+    (["skipped", "ok"], [None, True], [None, "pass"], 0),
+])
+def test_bench_run_exits_1_on_a_failed_cell_or_a_failed_check_never_on_an_unverified_one(
+        statuses, verified, check_statuses, expected):
+    import pandas as pd
+
+    from harness.cli import run_exit_status
+
+    df = pd.DataFrame({"status": statuses, "verified": pd.array(verified, dtype="boolean"),
+                       "check_status": check_statuses})
+    assert run_exit_status(df) == expected
