@@ -165,8 +165,10 @@ class CellRecord:
     """What became of one cell: a cell file's document, typed.
 
     status is one of STATUSES; reason says why a cell is not 'ok'; stderr_tail is a dead worker's
-    last words. verified: the equivalence check passed (True/False), or None when none ran; check is
-    its verdict with every tensor (harness.checks). threads_verified: the framework reported the
+    last words. verified: every part of the equivalence check passed (True), one failed or could not
+    be made (False), or None when none ran; check is its verdict with every tensor, the contract
+    part's fields with the timed phase's part (`timed`) and the float64 part (`float64`) beside
+    (harness.verify.cell_verdict; results/README.md documents the fields). threads_verified: the framework reported the
     thread count asked for. samples_s (seconds per call), iters_per_sample, first_call_s,
     warmup_calls, min_sample_s and how are the timing's raw data, which `measurement()` gives as a
     Measurement; threads_applied and knobs are what the worker reported; flops the analytic count

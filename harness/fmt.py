@@ -9,7 +9,7 @@ __all__ = ["NOISY_MARK", "UNVERIFIED_MARK", "fmt_time", "si", "num", "ratio", "c
 
 # The marks every table and plot of a report puts after a contender or a number.
 NOISY_MARK = "~"  # its timing is noisy (harness.stats: CV or IQR past its threshold)
-UNVERIFIED_MARK = "!"  # its equivalence check against the float64 reference failed
+UNVERIFIED_MARK = "!"  # not verified: its check against the float64 reference failed or could not be made
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -51,5 +51,6 @@ def contender_label(framework: str, mode: str) -> str:
 
 
 def marks(noisy: bool | None, verified: bool | None) -> str:
-    """'~' noisy, '!' unverified (a failed check; an unchecked cell, None, is not marked), both, or ''."""
+    """'~' noisy, '!' not verified (a failed check, or one that could not be made; an unchecked
+    cell, None, is not marked), both, or ''."""
     return (NOISY_MARK if noisy else "") + (UNVERIFIED_MARK if verified is False else "")

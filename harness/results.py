@@ -114,6 +114,9 @@ _COLUMN_DTYPES: dict[str, str] = {
     "check_status": "object",
     "worst_normwise": "float64",
     "first_divergence": "object",
+    "check_reason": "object",
+    "timed_status": "object",
+    "float64_status": "object",
     "n": "Int64",
     "median_s": "float64",
     "q1_s": "float64",
@@ -196,7 +199,10 @@ def load(run_dir: str | os.PathLike | Run, raw: bool = False) -> pd.DataFrame:
     - run_id (the folder's name), key, and the cell: model, framework, device, dtype, mode,
       batch_size, phase, threads;
     - status (one of STATUSES), reason, verified (the equivalence check passed: True/False/<NA>),
-      threads_verified, check_status, worst_normwise, first_divergence;
+      threads_verified, check_status, worst_normwise, first_divergence, check_reason (why it failed or is
+      unverified), timed_status (the check of what the timed phase computed, at the cell's batch:
+      pass/fail/unverified) and float64_status (the float64 part of a float32 cell; <NA> for a float64
+      cell or the reference): docs/equivalence.md, "What verified means for a timed cell";
     - the statistics of the seconds per call, from harness.stats.summarize over samples_s: n,
       median_s, q1_s, q3_s, iqr_s, min_s, max_s, mean_s, stdev_s, cv, ci_low_s, ci_high_s (bootstrap
       95% CI of the median), noisy, noisy_cv, noisy_iqr. NaN / <NA> for cells without samples:
@@ -323,7 +329,9 @@ def _row(run_id: str, key: str, record: CellRecord, peaks: Mapping, raw: bool) -
     row.update(status=record.status, reason=record.reason, verified=record.verified,
                threads_verified=record.threads_verified,
                check_status=check.get("status"), worst_normwise=_float(check.get("worst_normwise")),
-               first_divergence=check.get("first_divergence"))
+               first_divergence=check.get("first_divergence"), check_reason=check.get("reason") or None,
+               timed_status=(check.get("timed") or {}).get("status"),
+               float64_status=(check.get("float64") or {}).get("status"))
     stats = record.stats()
     row.update({column: getattr(stats, name) if stats else None for name, column in _STAT_COLUMNS.items()})
     median = _float(row["median_s"])

@@ -8,10 +8,11 @@ Figures use matplotlib's object-oriented API only (`matplotlib.figure.Figure`, n
 global state, no GUI backend, safe to build in any thread or headless process.
 
 Every plot marks the same two things the same way (`style.Marks`): a cell flagged noisy by
-harness.stats (CV or IQR past its threshold) is hatched or hollow, and a cell whose equivalence
-check failed is drawn with a red edge or a red cross and '!'. In the heatmap and in text they are
-the report's '~' and '!'. Each figure carries a footer naming the run, the machine and the framework
-versions, so that an image seen on its own still says where its numbers come from.
+harness.stats (CV or IQR past its threshold) is hatched or hollow, and a cell not verified (its
+equivalence check failed, or could not be made) is drawn with a red edge or a red cross and '!'.
+In the heatmap and in text they are the report's '~' and '!'. Each figure carries a footer naming
+the run, the machine and the framework versions, so that an image seen on its own still says where
+its numbers come from.
 
 One module per figure (relative, phases, scaling, threads, efficiency, equivalence) over three
 shared ones, each importing only those below it: layout (the Plot, figure furniture), style

@@ -98,7 +98,7 @@ class Marks:
     """Draws the marks of a cell and remembers what it drew, for the legend and the caption.
 
     Noisy (harness.stats: CV >= NOISY_CV or IQR >= NOISY_IQR of the median): a hatched bar, a hollow
-    marker, '~' after a number. Unverified (the equivalence check failed): a red edge and '!' over a
+    marker, '~' after a number. Not verified (its check failed, or could not be made): a red edge and '!' over a
     bar, a red cross behind a marker, '!' in red after a number. A tensor beyond its tolerance in the
     equivalence plot gets the same red cross.
     """
@@ -160,7 +160,7 @@ class Marks:
             else:
                 found.append(Patch(facecolor="none", edgecolor="none", label=f"{NOISY_MARK}  {label}"))
         if self.unverified:
-            label = "equivalence check failed"
+            label = "not verified against the reference"
             if self.kind == "bar":
                 found.append(Patch(facecolor="white", edgecolor=RED, linewidth=2,
                                    label=f"red edge, {UNVERIFIED_MARK}: {label}"))
@@ -178,8 +178,8 @@ class Marks:
             found += (f" {how[0]} noisy timings (CV ≥ {NOISY_CV:.0%} or IQR ≥ {NOISY_IQR:.0%} of the median): "
                       "the median stands, but the spread says the machine was busy.")
         if self.unverified:
-            found += (f" {how[1]} marks a contender whose equivalence check failed: it was timed, but it does not "
-                      "compute what the reference does.")
+            found += (f" {how[1]} marks a contender not verified against the float64 reference: it was timed, but "
+                      "its check failed, or could not be made (the report's summary says which, and why).")
         return found
 
 

@@ -88,7 +88,7 @@ class Summary:
     failed: list[dict] = field(default_factory=list)  # {key, status, reason}
     skipped: list[dict] = field(default_factory=list)
     noisy: list[str] = field(default_factory=list)
-    unverified: list[dict] = field(default_factory=list)  # {key, first_divergence}
+    unverified: list[dict] = field(default_factory=list)  # {key, model, framework, status, first_divergence, reason}
     # one per model, framework, device, dtype and mode checked: {model, ..., status, tensors, worst_tensor,
     # worst_normwise, worst_tolerance, first_divergence}
     checks: list[dict] = field(default_factory=list)
@@ -139,8 +139,9 @@ def summarize(run: Run | str | os.PathLike) -> Summary:
         counts=df["status"].value_counts().to_dict(), workloads=workloads, headlines=_headlines(workloads),
         failed=failed, skipped=skipped,
         noisy=[r.key for r in ok.itertuples() if results.flag(r.noisy)],
-        unverified=[{"key": r.key, "first_divergence": r.first_divergence} for r in ok.itertuples()
-                    if results.flag(r.verified) is False],
+        unverified=[{"key": r.key, "model": r.model, "framework": r.framework, "status": results.plain(r.check_status),
+                     "first_divergence": results.plain(r.first_divergence), "reason": results.plain(r.check_reason)}
+                    for r in ok.itertuples() if results.flag(r.verified) is False],
         checks=_checks(run.checks()))
 
 
