@@ -27,6 +27,7 @@ __all__ = [
     "PHASES",
     "STATUSES",
     "FAILED",
+    "CHECK_FAULTS",
     "CELL_FIELDS",
     "WORKLOAD_FIELDS",
     "CHECK_FIELDS",
@@ -43,6 +44,9 @@ PHASES = ("forward", "backward", "forward_backward", "train_step")
 STATUSES = ("ok", "skipped", "error", "timeout", "oom", "crashed")
 # The statuses of a cell that was attempted and failed (skipped is not a failure).
 FAILED = ("error", "timeout", "oom", "crashed")
+# The statuses of a cell's check that find it parting from the reference (or the check broken);
+# 'unverified', a check that could not be made, is not among them.
+CHECK_FAULTS = ("fail", "error")
 
 
 def parse_device(device: str) -> tuple[str, int | None]:

@@ -181,6 +181,7 @@ def _outcome(record) -> str:
     """A finished cell in a few words: its median and sample count, or what became of it."""
     if record.status != "ok":
         return f"{record.status}: {record.reason}"
+    from .cells import CHECK_FAULTS
     from .fmt import num
 
     stats = record.stats()
@@ -188,8 +189,8 @@ def _outcome(record) -> str:
     if record.verified is False:
         check = record.check or {}
         where = f" at {check['first_divergence']}" if check.get("first_divergence") else ""
-        verified = (" unverified (its check could not be made)" if check.get("status") == "unverified"
-                    else f" UNVERIFIED: parts from the reference{where}")
+        verified = (f" UNVERIFIED: parts from the reference{where}" if check.get("status") in CHECK_FAULTS
+                    else " unverified (its check could not be made)")
     median = stats.median * 1e3 if stats else float("nan")
     return f"median {num(median, '.3f')} ms over {len(record.samples_s)} samples{verified}"
 
@@ -260,7 +261,7 @@ def run_exit_status(df) -> int:
     from . import results
 
     failed = bool(df["status"].isin(results.FAILED).any())
-    mismatched = any(results.flag(v) is False and s in ("fail", "error")
+    mismatched = any(results.flag(v) is False and s in results.CHECK_FAULTS
                      for v, s in zip(df["verified"], df["check_status"], strict=True))
     return 1 if failed or mismatched else 0
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cells import CELL_FIELDS, CHECK_FIELDS, FAILED, STATUSES, WORKLOAD_FIELDS, CellRecord
+from .cells import CELL_FIELDS, CHECK_FAULTS, CHECK_FIELDS, FAILED, STATUSES, WORKLOAD_FIELDS, CellRecord
 from .stats import throughput
 from .store import (
     CELLS_DIR,
@@ -66,6 +66,7 @@ __all__ = [
     # re-exported from harness.cells and harness.store
     "STATUSES",
     "FAILED",
+    "CHECK_FAULTS",
     "CELL_FIELDS",
     "WORKLOAD",
     "SCHEMA_VERSION",

@@ -31,6 +31,7 @@ import reference_impl as ri
 from reference_impl.spec import ModelSpec
 
 from . import adapters
+from .cells import CHECK_FAULTS
 from .checks import TIMED_OPTIMIZER, CheckResult, check_tensors, first_divergence
 
 __all__ = ["TIMED_SEED", "timed_batch", "PhaseReference", "check_timed", "cell_verdict", "timed_optimizers"]
@@ -177,7 +178,7 @@ def cell_verdict(contract: CheckResult, timed: dict | None, float64: CheckResult
             status = "unverified"
             reason = "; ".join(r for r in (float64_limitation, reason) if r)  # the place: first_divergence
         parts.append(("float64", status, float64.first_divergence, reason))
-    deciding = ([p for p in parts if p[1] in ("fail", "error")] or [p for p in parts if p[1] == "unverified"])
+    deciding = [p for p in parts if p[1] in CHECK_FAULTS] or [p for p in parts if p[1] == "unverified"]
     if deciding:
         name, status, where, _ = deciding[0]
         verdict["status"] = status

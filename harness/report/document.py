@@ -137,15 +137,14 @@ def _not_verified(cells: list[dict]) -> Inline:
     parts (with the models, where that differs between them) and the reason."""
     first = cells[0]
     finding = first.get("status") or "fail"
-    places: dict[str, list[str]] = {}
+    places: dict[str, dict[str, None]] = {}  # where -> its models, in order, each once
     for u in cells:
         if u.get("first_divergence"):
-            models = places.setdefault(u["first_divergence"], [])
-            models += [] if u.get("model") in models else [u.get("model")]
-    if len(places) == 1 or (places and len(cells) == 1):
+            places.setdefault(u["first_divergence"], {})[str(u.get("model"))] = None
+    if len(places) == 1:
         finding += f": first divergence {next(iter(places))}"
     elif places:
-        finding += ": first divergence " + "; ".join(f"{where} ({', '.join(map(str, models))})"
+        finding += ": first divergence " + "; ".join(f"{where} ({', '.join(models)})"
                                                    for where, models in places.items())
     if first.get("reason"):
         finding += f" ({first['reason']})"

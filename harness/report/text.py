@@ -122,7 +122,7 @@ def run_table(run: results.Run) -> str:
             if results.flag(r.get("noisy")) is True:
                 flags.append("noisy")
             if results.flag(r.get("verified")) is False:  # a failed check shouts; one not made is said
-                flags.append("unverified" if r.get("check_status") == "unverified" else "UNVERIFIED")
+                flags.append("UNVERIFIED" if r.get("check_status") in results.CHECK_FAULTS else "unverified")
             if results.flag(r.get("threads_verified")) is False:
                 flags.append("THREADS")
             if results.flag(r.get("phase_sum_flag")) is True:
