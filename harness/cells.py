@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .levels import LevelStats, level_summary
 from .stats import Stats, summarize
 
 __all__ = [
@@ -193,6 +194,12 @@ class CellRecord:
     warmup_calls: int | None = None
     min_sample_s: float | None = None  # added to the format later: absent from older files
     how: str = ""
+    # Which pass and which round of it took each sample (0-based, parallel to samples_s), and how many
+    # passes the cell has finished; added with passes: absent from older files, whose samples are then
+    # one pass, a round each.
+    sample_passes: tuple[int, ...] = ()
+    sample_rounds: tuple[int, ...] = ()
+    passes_done: int | None = None
     threads_applied: dict = field(default_factory=dict)
     knobs: dict = field(default_factory=dict)
     flops: float | None = None
@@ -201,6 +208,7 @@ class CellRecord:
     started: str | None = None
     seconds: float | None = None
     _measurement: Measurement | None = field(default=None, init=False, repr=False, compare=False)
+    _levels: LevelStats | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.cell, Cell):
@@ -208,10 +216,23 @@ class CellRecord:
         if self.status not in STATUSES:
             raise ValueError(f"cell {self.cell.key!r}: status {self.status!r} is not one of {', '.join(STATUSES)}")
         object.__setattr__(self, "samples_s", tuple(self.samples_s))
+        for name in ("sample_passes", "sample_rounds"):
+            labels = tuple(int(v) for v in getattr(self, name))
+            if labels and len(labels) != len(self.samples_s):
+                raise ValueError(f"cell {self.cell.key!r}: {len(labels)} {name} for {len(self.samples_s)} samples")
+            object.__setattr__(self, name, labels)
 
     @property
     def key(self) -> str:
         return self.cell.key
+
+    def sample_labels(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The pass and round of each sample; for a file written before passes, one pass whose rounds
+        are the samples themselves (nothing finer is known of them)."""
+        if self.sample_passes and self.sample_rounds:
+            return self.sample_passes, self.sample_rounds
+        n = len(self.samples_s)
+        return (0,) * n, tuple(range(n))
 
     def measurement(self) -> Measurement | None:
         """The timing of an 'ok' cell with samples, as a Measurement (made once, then kept); None
@@ -229,6 +250,16 @@ class CellRecord:
         m = self.measurement()
         return m.stats() if m is not None else None
 
+    def level_stats(self) -> LevelStats | None:
+        """The statistics by level (harness.levels: a CI from the passes and rounds, the noise flag)
+        of an 'ok' cell's samples, computed once per process; None for any other."""
+        if self.status != "ok" or not self.samples_s:
+            return None
+        if self._levels is None:
+            passes, rounds = self.sample_labels()
+            object.__setattr__(self, "_levels", level_summary(self.samples_s, passes, rounds))
+        return self._levels
+
     def replace(self, **changes: Any) -> CellRecord:
         return dataclasses.replace(self, **changes)
 
@@ -236,11 +267,17 @@ class CellRecord:
         """The cell file's document (without schema_version)."""
         doc: dict[str, Any] = {"cell": self.cell.to_dict()}
         for f in fields(self):
-            if f.name not in ("cell", "_measurement"):
+            if f.name not in ("cell", "_measurement", "_levels"):
                 doc[f.name] = getattr(self, f.name)
         doc["samples_s"] = list(self.samples_s)
-        if self.min_sample_s is None:  # absent where unknown, as in the files written before it
-            del doc["min_sample_s"]
+        for name in ("sample_passes", "sample_rounds"):
+            doc[name] = list(doc[name])
+        for name in ("min_sample_s", "passes_done"):
+            if doc[name] is None:  # absent where unknown, as in the files written before it
+                del doc[name]
+        for name in ("sample_passes", "sample_rounds"):
+            if not doc[name]:
+                del doc[name]
         return doc
 
     @classmethod
@@ -257,4 +294,4 @@ class CellRecord:
         return cls(cell=Cell.from_dict(raw_cell), **kwargs)
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(CellRecord) if f.name not in ("cell", "_measurement"))
+_RECORD_FIELDS = tuple(f.name for f in fields(CellRecord) if f.name not in ("cell", "_measurement", "_levels"))

@@ -1,32 +1,38 @@
 """Two runs of the same cells side by side: what got slower, what got faster, and whether to believe it.
 
-For every cell that finished ('ok') in both runs, the ratio of medians B / A with its bootstrap 95%
-CI (harness.stats.ratio_ci) and a two-sided Mann-Whitney U test on the two sets of samples
-(harness.stats.mann_whitney_u). A cell is a regression when B is slower by at least the minimum
-effect (ratio >= 1 + min_effect) and the test says the difference is real (p < alpha); an
-improvement when B is faster by as much, on the same log scale (ratio <= 1 / (1 + min_effect)).
-Both conditions matter: with many samples the test finds differences of 1% that nobody should act
-on, and on a noisy machine a 15% difference between two medians can be chance.
+Every cell that finished ('ok') in both runs gets a verdict: slower, faster, same or unknown.
 
-A suite compares a hundred cells or more at once; at alpha = 0.05 a handful would pass the test by
-chance alone. The p-values are therefore Holm-corrected by default (correction='holm'), which
-bounds the chance of any false alarm in the whole comparison by alpha, whatever the dependence
-between cells; correction='none' tests each cell on its own.
+The unit is the pass. A run takes each cell's samples in independent passes (fresh processes, the
+groups reshuffled: harness.runner), and samples of one pass share that pass's luck; so the ratio
+B / A and its 95% CI come from the pass medians of the two runs (Welch's t on their logs:
+harness.levels.unpaired_ratio), never from samples treated as independent. When neither run shows a
+pass effect for the cell (the F test of harness.levels, p > POOL_P), its rounds are the units.
 
-What no test on the samples can see is a change of the machine between the runs: the samples of
-one run share its state (other tenants, clock speed, thermal limits), so the test compares machine
-states as much as code. Two runs of the same code on this project's shared 2-core VM differ in many
-cells by 20-50%. relative_to='reference' divides every sample by the control framework's sample of
-the same round, which cancels whatever hit the whole machine. A minimum effect larger than the
-machine's run-to-run noise (measure it: compare two runs of the same code) is the other defence.
+The verdict (harness.levels.verdict) reads the CI against a threshold: slower when the CI lies above
+1 and the ratio beyond 1 + threshold; faster, the mirror image; same when the whole CI lies within
+±threshold; unknown when the CI is too wide to tell: an honest answer, with the smallest change the
+cell could have detected printed beside it (`detectable`, the CI's half-width), so that a reader
+knows whether to add passes. No p-values and no multiple-testing correction: a verdict needs both
+a CI that excludes no change and an effect past the threshold, and the threshold is set above what
+identical code shows on the machine.
+
+The threshold of a cell is the larger of `min_effect` (default 5%) and its kind's noise floor
+(framework, phase, device) from a `bench noise` calibration of the machine (harness.noise): two runs
+differ by more than either run's spread says, because the machine changes between them, and
+only an A/A calibration measures by how much. relative_to='reference' divides each cell's round
+medians by the control framework's in the same round, which cancels what hit the whole machine.
 
 Cells that ran in A but failed in B (error, crashed, timeout, oom), and cells whose equivalence
 check passed in A but not in B, are listed as broken: a gate must not go green because a cell
-stopped producing timings.
+stopped producing timings. `loops_differ` says when the two runs timed a cell with different
+iterations per sample (`bench run --loops-from A` pins them).
 
 Timings of two runs are comparable only on the same machine with the same framework versions and
 the same speed-changing environment; `compare_runs` refuses other pairs (IncomparableRuns, naming
 each field and both values) unless force=True.
+
+`to_dict()` (bench compare --format json) is format 2: verdicts slower/faster/same/unknown with
+their thresholds (format 1, before passes: regression/improvement/unchanged from Mann-Whitney).
 """
 
 from __future__ import annotations
@@ -37,17 +43,17 @@ from typing import Any
 
 import numpy as np
 
-from . import metadata, results, stats
+from . import levels, metadata, noise, results
 from .cells import CELL_FIELDS, FAILED, WORKLOAD_FIELDS
 from .errors import BadInput, UnknownName
 from .results import Run
 
-__all__ = ["DEFAULT_MIN_EFFECT", "DEFAULT_ALPHA", "CORRECTIONS", "IncomparableRuns", "CellChange", "Broken",
-           "Comparison", "compare_runs", "holm", "environment_differences"]
+__all__ = ["DEFAULT_MIN_EFFECT", "FORMAT", "VERDICTS", "IncomparableRuns", "CellChange", "Broken", "Comparison",
+           "compare_runs", "environment_differences"]
 
-DEFAULT_MIN_EFFECT = 0.10
-DEFAULT_ALPHA = 0.05
-CORRECTIONS = ("holm", "none")
+DEFAULT_MIN_EFFECT = 0.05
+FORMAT = 2
+VERDICTS = ("slower", "faster", "same", "unknown")
 
 
 class IncomparableRuns(results.ResultsError):
@@ -56,7 +62,7 @@ class IncomparableRuns(results.ResultsError):
 
 @dataclass(frozen=True, slots=True)
 class CellChange:
-    """One cell in both runs. Times in seconds per call; ratio = median B / median A (> 1: B slower)."""
+    """One cell in both runs. Times in seconds per call; ratio = B / A (> 1: B slower), from pass medians."""
 
     key: str
     cell: dict
@@ -65,14 +71,15 @@ class CellChange:
     ratio: float
     ci_low: float
     ci_high: float
-    p_value: float  # two-sided Mann-Whitney U
-    p_adjusted: float  # after the correction for testing every cell (Holm), what the verdict uses
-    test: str  # how p was computed: 'exact' or 'normal' (harness.stats.MannWhitney.method)
-    n_a: int
+    unit: str  # what the CI treats as independent: 'passes', 'rounds' (no pass effect) or 'samples'
+    n_a: int  # units of A and of B
     n_b: int
-    noisy: bool  # either run flagged the cell noisy (CV >= 10% or IQR >= 25% of the median)
-    verdict: str  # 'regression', 'improvement' or 'unchanged'
-    why: str  # for 'unchanged': what it missed; otherwise the evidence
+    threshold: float  # the change that counts: max(min_effect, the kind's noise floor)
+    detectable: float  # the smallest change this comparison could resolve (the CI's half-width)
+    noisy: bool  # either run flagged the cell noisy (its own CI wider than ±10%)
+    loops_differ: bool  # the runs timed different iterations per sample
+    verdict: str  # one of VERDICTS
+    why: str
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,7 +104,6 @@ class Comparison:
     run_a: str
     run_b: str
     min_effect: float
-    alpha: float
     changes: list[CellChange]
     broken: list[Broken]
     only_a: list[str]  # keys finished in A only (missing, skipped or failed in B and not broken)
@@ -106,30 +112,48 @@ class Comparison:
     forced: bool
     notes: list[tuple[str, Any, Any]] = field(default_factory=list)  # differences that do not refuse: commits
     relative_to: str | None = None  # the control framework, when times are ratios to it (compare_runs)
-    correction: str = "holm"  # for testing many cells at once: 'holm' or 'none'
+    noise: str | None = None  # the `bench noise` calibration whose floors raised the thresholds
+
+    def _having(self, verdict: str) -> list[CellChange]:
+        return [c for c in self.changes if c.verdict == verdict]
 
     @property
-    def regressions(self) -> list[CellChange]:
-        return sorted((c for c in self.changes if c.verdict == "regression"), key=lambda c: -c.ratio)
+    def slower(self) -> list[CellChange]:
+        return sorted(self._having("slower"), key=lambda c: -c.ratio)
 
     @property
-    def improvements(self) -> list[CellChange]:
-        return sorted((c for c in self.changes if c.verdict == "improvement"), key=lambda c: c.ratio)
+    def faster(self) -> list[CellChange]:
+        return sorted(self._having("faster"), key=lambda c: c.ratio)
+
+    @property
+    def same(self) -> list[CellChange]:
+        return self._having("same")
+
+    @property
+    def unknown(self) -> list[CellChange]:
+        return sorted(self._having("unknown"), key=lambda c: -c.detectable)
+
+    regressions = slower  # the names of format 1
+    improvements = faster
 
     @property
     def failed(self) -> bool:
-        """What a CI gate fails on: a regression that passed both tests, or a broken cell."""
-        return bool(self.regressions or self.broken)
+        """What a CI gate fails on: a cell slower past its threshold, or a broken cell."""
+        return bool(self.slower or self.broken)
+
+    def counts(self) -> dict[str, int]:
+        return {**{v: len(self._having(v)) for v in VERDICTS}, "broken": len(self.broken)}
 
     def to_dict(self) -> dict:
         return {
-            "run_a": self.run_a, "run_b": self.run_b, "min_effect": self.min_effect, "alpha": self.alpha,
-            "forced": self.forced, "failed": self.failed, "relative_to": self.relative_to,
-            "correction": self.correction,
+            "format": FORMAT, "run_a": self.run_a, "run_b": self.run_b, "min_effect": self.min_effect,
+            "noise": self.noise, "forced": self.forced, "failed": self.failed, "relative_to": self.relative_to,
+            "counts": self.counts(),
             "differences": [{"field": f, "a": a, "b": b} for f, a, b in self.differences],
             "notes": [{"field": f, "a": a, "b": b} for f, a, b in self.notes],
-            "regressions": [c.key for c in self.regressions],
-            "improvements": [c.key for c in self.improvements],
+            "slower": [c.key for c in self.slower], "faster": [c.key for c in self.faster],
+            "unknown": [c.key for c in self.unknown],
+            "regressions": [c.key for c in self.slower], "improvements": [c.key for c in self.faster],
             "broken": [b.to_dict() for b in self.broken],
             "only_a": self.only_a, "only_b": self.only_b,
             "cells": [c.to_dict() for c in self.changes],
@@ -159,28 +183,24 @@ def environment_differences(run_a: dict, run_b: dict) -> tuple[list[tuple[str, A
 
 
 def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike, *,
-                 min_effect: float = DEFAULT_MIN_EFFECT, alpha: float = DEFAULT_ALPHA, force: bool = False,
-                 relative_to: str | None = None, correction: str = "holm") -> Comparison:
+                 min_effect: float = DEFAULT_MIN_EFFECT, force: bool = False, relative_to: str | None = None,
+                 noise_file: str | os.PathLike | None = None, use_noise: bool = True) -> Comparison:
     """Compare run B with run A (the baseline), cell by cell. See the module docstring.
 
     run_a and run_b are Runs already read (harness.results.read), or their folders, read here once.
-    With relative_to (a framework both runs timed, e.g. 'reference'), each cell's time is divided,
-    sample by sample, by the time of that framework's cell of the same workload in the same
-    round, and those ratios are compared instead of seconds: a slowdown of the whole machine
-    between the runs (another tenant, a slower host, thermal limits) cancels out, and what is left
-    is the framework's own change. The control framework's own cells are not compared.
+    With relative_to (a framework both runs timed, e.g. 'reference'), each cell's round medians are
+    divided by that framework's cell of the same workload in the same (pass, round), and those
+    ratios are compared instead of seconds: a slowdown of the whole machine between the runs
+    cancels out. The control framework's own cells are not compared. noise_file: a `bench noise`
+    calibration; without one, the newest beside run A made on the same machine (unless not use_noise).
 
     Raises IncomparableRuns when the runs' machines, versions or settings differ and not force;
-    BadInput for a min_effect, alpha, correction or relative_to that cannot be used;
+    BadInput for a min_effect, relative_to or noise file that cannot be used;
     results.ResultsError for a folder that is not a run.
     """
     if not 0 <= min_effect < 10:
-        raise BadInput(f"min_effect must be a fraction between 0 and 10, got {min_effect}: e.g. 0.10 for 10%",
+        raise BadInput(f"min_effect must be a fraction between 0 and 10, got {min_effect}: e.g. 0.05 for 5%",
                        key="min_effect", value=min_effect)
-    if not 0 < alpha < 1:
-        raise BadInput(f"alpha must lie strictly between 0 and 1, got {alpha}: e.g. 0.05", key="alpha", value=alpha)
-    if correction not in CORRECTIONS:
-        raise UnknownName("correction", correction, CORRECTIONS)
     run_a = run_a if isinstance(run_a, Run) else results.read(run_a)
     run_b = run_b if isinstance(run_b, Run) else results.read(run_b)
     name_a, name_b = str(run_a.path), str(run_b.path)
@@ -190,6 +210,9 @@ def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
         raise IncomparableRuns(f"{name_a} and {name_b} were measured on different machines, framework versions "
                                f"or settings, so their timings are not comparable:\n{lines}\n"
                                "compare them anyway with --force (the differences are printed with the result)")
+    if noise_file is None and use_noise:
+        noise_file = noise.find(run_a.path, run_a.meta.get("environment") or {})
+    calibration = noise.read(noise_file) if noise_file is not None else None
     a = run_a.table(raw=True).set_index("key", drop=False)
     b = run_b.table(raw=True).set_index("key", drop=False)
     if relative_to is not None:
@@ -199,7 +222,7 @@ def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
                 raise UnknownName("framework", relative_to, found or ("none",), key="--relative-to",
                                   hint=f": run {name} has no finished cell of it")
         a, b = _relative(a, relative_to), _relative(b, relative_to)
-    measured, broken = [], []
+    changes, broken = [], []
     for key in a.index.intersection(b.index):
         ra, rb = a.loc[key], b.loc[key]
         cell = {name: results.plain(ra[name]) for name in CELL_FIELDS}
@@ -212,78 +235,75 @@ def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
                                  f"no longer matches the reference: first divergence {rb['first_divergence']}"))
             continue
         if ra["status"] == "ok" and rb["status"] == "ok" and ra["samples_s"] and rb["samples_s"]:
-            measured.append(_measure(key, cell, ra, rb))
-    adjusted = holm([m["p_value"] for m in measured]) if correction == "holm" else [m["p_value"] for m in measured]
-    changes = [_judge(m, p, min_effect, alpha) for m, p in zip(measured, adjusted, strict=True)]
+            threshold = max(min_effect, noise.floor_for(calibration, cell))
+            changes.append(_judge(key, cell, ra, rb, threshold))
     ok_a = set(a.index[a["status"] == "ok"])
     ok_b = set(b.index[b["status"] == "ok"])
     compared = {c.key for c in changes} | {x.key for x in broken}
     return Comparison(
-        run_a=name_a, run_b=name_b, min_effect=min_effect, alpha=alpha,
+        run_a=name_a, run_b=name_b, min_effect=min_effect,
         changes=sorted(changes, key=lambda c: c.key), broken=sorted(broken, key=lambda x: x.key),
         only_a=sorted(ok_a - compared), only_b=sorted(ok_b - compared),
         differences=refusing, forced=force and bool(refusing), notes=informing, relative_to=relative_to,
-        correction=correction)
+        noise=str(noise_file) if noise_file is not None else None)
+
+
+def _labels(row) -> tuple[list, list, list]:
+    samples = list(row["samples_s"])
+    passes, rounds = list(row["sample_passes"]), list(row["sample_rounds"])
+    return samples, passes, rounds
 
 
 def _relative(df, control: str):
-    """df without the control framework's cells, every other ok cell's samples divided by the
-    control's sample of the same round (the i-th sample of two cells of one workload come from
-    the same interleaved round), its median the median of those ratios. A cell whose workload the
-    control did not finish, or whose sample count differs from the control's, becomes 'skipped'."""
+    """df without the control framework's cells, every other ok cell's samples replaced by its round
+    medians divided by the control's round median of the same (pass, round): one value per round,
+    labelled with it. A cell whose workload the control did not finish, or that shares fewer than 2
+    rounds with it, becomes 'skipped'."""
     df = df.copy()
     ok = df[(df["framework"] == control) & (df["status"] == "ok")]
-    controls: dict[tuple, list] = {}
+    controls: dict[tuple, dict] = {}
     # the control's eager cell when it has several modes
     for _, r in ok.assign(_other=ok["mode"] != "eager").sort_values("_other", kind="stable").iterrows():
-        controls.setdefault(tuple(r[c] for c in WORKLOAD_FIELDS), list(r["samples_s"]))
+        controls.setdefault(tuple(r[c] for c in WORKLOAD_FIELDS), levels.round_medians(*_labels(r)))
     for key, row in df.iterrows():
         if row["framework"] == control or row["status"] != "ok":
             continue
         base = controls.get(tuple(row[c] for c in WORKLOAD_FIELDS))
-        samples = list(row["samples_s"])
-        if base is None or len(base) != len(samples):
-            why = "no finished cell" if base is None else f"{len(base)} samples against {len(samples)}"
+        mine = levels.round_medians(*_labels(row))
+        common = sorted(set(mine) & set(base or {}))
+        if base is None or len(common) < 2:
+            why = "no finished cell" if base is None else f"{len(common)} rounds in common with the cell"
             df.at[key, "status"] = "skipped"
             df.at[key, "reason"] = f"not compared relative to {control}: {why} of {control} for this workload"
             continue
-        ratios = [x / y for x, y in zip(samples, base, strict=True) if y > 0]
+        ratios = [mine[u] / base[u] for u in common if base[u] > 0]
         df.at[key, "samples_s"] = ratios
+        df.at[key, "sample_passes"] = [u[0] for u in common]
+        df.at[key, "sample_rounds"] = [u[1] for u in common]
         df.at[key, "median_s"] = float(np.median(ratios))
     return df[df["framework"] != control]
 
 
-def _measure(key: str, cell: dict, ra, rb) -> dict:
-    samples_a, samples_b = list(ra["samples_s"]), list(rb["samples_s"])
-    ratio, low, high = stats.ratio_ci(samples_b, samples_a)
-    test = stats.mann_whitney_u(samples_b, samples_a)
-    return dict(key=key, cell=cell, median_a_s=float(ra["median_s"]), median_b_s=float(rb["median_s"]),
-                ratio=ratio, ci_low=low, ci_high=high, p_value=test.p, test=test.method,
-                n_a=len(samples_a), n_b=len(samples_b),
-                noisy=bool(results.flag(ra["noisy"]) or results.flag(rb["noisy"])))
-
-
-def _judge(m: dict, p: float, min_effect: float, alpha: float) -> CellChange:
-    ratio = m["ratio"]
-    slower, faster = ratio >= 1 + min_effect, ratio <= 1 / (1 + min_effect)
-    if p < alpha and slower:
-        verdict, why = "regression", f"{ratio - 1:+.0%}, p={p:.2g}"
-    elif p < alpha and faster:
-        verdict, why = "improvement", f"{ratio - 1:+.0%}, p={p:.2g}"
-    elif slower or faster:
-        verdict, why = "unchanged", f"{ratio - 1:+.0%} but not significant (p={p:.2g} >= {alpha:g})"
+def _judge(key: str, cell: dict, ra, rb, threshold: float) -> CellChange:
+    la, lb = _labels(ra), _labels(rb)
+    sa, sb = levels.level_summary(*la), levels.level_summary(*lb)
+    no_pass_effect = all(s.pass_p is not None and s.pass_p > levels.POOL_P for s in (sa, sb))
+    r = levels.unpaired_ratio(*la, *lb, unit="rounds" if no_pass_effect else "passes")
+    verdict = levels.verdict(r, threshold)
+    ci = f"[{r.ci_low - 1:+.1%}, {r.ci_high - 1:+.1%}]"
+    if verdict in ("slower", "faster"):
+        why = f"{r.ratio - 1:+.1%} {ci}, past the threshold of {threshold:.0%}"
+    elif verdict == "same":
+        why = f"{r.ratio - 1:+.1%} {ci}, within ±{threshold:.0%}"
+    elif r.significant():
+        why = f"{r.ratio - 1:+.1%} {ci}: a change, smaller than the threshold of {threshold:.0%} or not surely past it"
     else:
-        verdict, why = "unchanged", f"{ratio - 1:+.1%}, within the minimum effect of {min_effect:.0%}"
-    return CellChange(**m, p_adjusted=p, verdict=verdict, why=why)
-
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in the order given: rejecting every p_adjusted < alpha keeps
-    the chance of any false alarm among all the tests at most alpha (for any dependence between them)."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted = [1.0] * len(p_values)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
+        why = f"{r.ratio - 1:+.1%} {ci}: too wide to tell against ±{threshold:.0%}; add passes"
+    loops_a, loops_b = results.plain(ra["iters_per_sample"]), results.plain(rb["iters_per_sample"])
+    n_units = {"passes": (sa.n_passes, sb.n_passes), "rounds": (sa.n_rounds, sb.n_rounds)}.get(r.unit, (sa.n, sb.n))
+    return CellChange(key=key, cell=cell, median_a_s=float(ra["median_s"]), median_b_s=float(rb["median_s"]),
+                      ratio=r.ratio, ci_low=r.ci_low, ci_high=r.ci_high, unit=r.unit, n_a=n_units[0],
+                      n_b=n_units[1], threshold=threshold, detectable=r.detectable,
+                      noisy=bool(results.flag(ra["noisy"]) or results.flag(rb["noisy"])),
+                      loops_differ=loops_a is not None and loops_b is not None and loops_a != loops_b,
+                      verdict=verdict, why=why)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cells import CELL_FIELDS, CHECK_FAULTS, CHECK_FIELDS, FAILED, STATUSES, WORKLOAD_FIELDS, CellRecord
+from .columns import _CHECK_DTYPES, _COLUMN_DTYPES, _LEVEL_COLUMNS, _RAW_COLUMNS, _STAT_COLUMNS, CHECK_COLUMNS, COLUMNS
 from .stats import throughput
 from .store import (
     CELLS_DIR,
@@ -87,73 +88,6 @@ __all__ = [
 ]
 
 WORKLOAD = WORKLOAD_FIELDS  # the name this module has always given it
-
-# The statistics of harness.stats.Stats, and their column names (seconds get the unit '_s').
-_STAT_COLUMNS = {
-    "n": "n", "median": "median_s", "q1": "q1_s", "q3": "q3_s", "iqr": "iqr_s", "min": "min_s",
-    "max": "max_s", "mean": "mean_s", "stdev": "stdev_s", "cv": "cv", "ci_low": "ci_low_s",
-    "ci_high": "ci_high_s", "noisy": "noisy", "noisy_cv": "noisy_cv", "noisy_iqr": "noisy_iqr",
-}
-
-# The columns of load(), in order, with their pandas dtypes. Nullable dtypes ('Int64', 'boolean')
-# keep integers integers and flags flags in the rows that have no value.
-_COLUMN_DTYPES: dict[str, str] = {
-    "run_id": "object",
-    "key": "object",
-    "model": "object",
-    "framework": "object",
-    "device": "object",
-    "dtype": "object",
-    "mode": "object",
-    "batch_size": "Int64",
-    "phase": "object",
-    "threads": "Int64",
-    "status": "object",
-    "reason": "object",
-    "verified": "boolean",
-    "threads_verified": "boolean",
-    "check_status": "object",
-    "worst_normwise": "float64",
-    "first_divergence": "object",
-    "check_reason": "object",
-    "timed_status": "object",
-    "float64_status": "object",
-    "n": "Int64",
-    "median_s": "float64",
-    "q1_s": "float64",
-    "q3_s": "float64",
-    "iqr_s": "float64",
-    "min_s": "float64",
-    "max_s": "float64",
-    "mean_s": "float64",
-    "stdev_s": "float64",
-    "cv": "float64",
-    "ci_low_s": "float64",
-    "ci_high_s": "float64",
-    "noisy": "boolean",
-    "noisy_cv": "boolean",
-    "noisy_iqr": "boolean",
-    "samples_per_s": "float64",
-    "flops": "float64",
-    "gflops_per_s": "float64",
-    "peak_share": "float64",
-    "phase_sum_ratio": "float64",
-    "phase_sum_flag": "boolean",
-    "first_call_s": "float64",
-    "warmup_calls": "Int64",
-    "iters_per_sample": "Int64",
-    "peak_memory_bytes": "Int64",
-    "memory_kind": "object",
-    "how": "object",
-    "started": "object",
-    "seconds": "float64",
-}
-COLUMNS = tuple(_COLUMN_DTYPES)
-# Added by load(raw=True): the stored lists and settings, one Python object per row.
-_RAW_COLUMNS = ("samples_s", "threads_applied", "knobs")
-
-
-
 
 @dataclass(eq=False)
 class Run:
@@ -245,14 +179,6 @@ def _table(run: Run, raw: bool) -> pd.DataFrame:
     return _phase_sums(df.astype(_COLUMN_DTYPES))
 
 
-# The columns of load_checks(), in order, with their pandas dtypes.
-_CHECK_DTYPES: dict[str, str] = {
-    "run_id": "object", "model": "object", "framework": "object", "device": "object", "dtype": "object",
-    "mode": "object", "check_status": "object", "first_divergence": "object", "tensor": "object",
-    "stage": "object", "layer": "object", "shape": "object", "max_abs": "float64", "normwise": "float64",
-    "atol": "float64", "rtol": "float64", "normwise_tol": "float64", "passed": "boolean", "note": "object",
-}
-CHECK_COLUMNS = tuple(_CHECK_DTYPES)
 
 
 def load_checks(run_dir: str | os.PathLike | Run) -> pd.DataFrame:
@@ -333,8 +259,9 @@ def _row(run_id: str, key: str, record: CellRecord, peaks: Mapping, raw: bool) -
                first_divergence=check.get("first_divergence"), check_reason=check.get("reason") or None,
                timed_status=(check.get("timed") or {}).get("status"),
                float64_status=(check.get("float64") or {}).get("status"))
-    stats = record.stats()
+    stats, levels = record.stats(), record.level_stats()
     row.update({column: getattr(stats, name) if stats else None for name, column in _STAT_COLUMNS.items()})
+    row.update({column: getattr(levels, name) if levels else None for name, column in _LEVEL_COLUMNS.items()})
     median = _float(row["median_s"])
     flops = _float(record.flops)
     batch = cell.batch_size
@@ -347,7 +274,9 @@ def _row(run_id: str, key: str, record: CellRecord, peaks: Mapping, raw: bool) -
                  "started", "seconds"):
         row[name] = getattr(record, name)
     if raw:
-        row.update(samples_s=list(record.samples_s), threads_applied=record.threads_applied, knobs=record.knobs)
+        passes, rounds = record.sample_labels()
+        row.update(samples_s=list(record.samples_s), sample_passes=list(passes), sample_rounds=list(rounds),
+                   threads_applied=record.threads_applied, knobs=record.knobs)
     return row
 
 

@@ -6,14 +6,30 @@ and their samples are taken in rounds that alternate between the workers, so tha
 shared machine (another job, thermal or frequency changes) hits every framework alike; only ratios
 measured that way support a claim that one framework is faster.
 
+Quiet neighbours: while one worker is timed, every other worker of the run is stopped (SIGSTOP to
+its process group, SIGCONT at its turn). An idle framework's thread pools (OpenBLAS, OpenMP, TF's
+Eigen pool, XLA's) spin for a while after their work, and on a 2-core machine they took the timed
+worker's cores: TensorFlow's mlp train step measured 10x slower beside the reference and torch than
+alone. A stopped process cannot spin, whatever its pools do (tests/harness/test_quiet.py).
+
+Passes: the samples of one stretch of a run in one process share that process's luck (its memory
+layout, its JIT's choices, the machine's state that minute), which the spread within it does not
+show. So a run takes its samples in `timing.passes` passes: each starts fresh worker processes and
+visits the groups in its own shuffled order, and each round visits the workers in a shuffled order.
+Samples are stored with their pass and round; harness.levels turns them into statistics by level.
+The first pass checks each cell and calibrates its iterations per sample; the later ones reuse
+that count, so that every sample of a cell measures the same loop.
+
 Every finished cell is written at once, atomically: a run that is killed loses at most the cells in
-flight, and `resume` runs only what is missing. A worker that crashes, hangs past the cell timeout
+flight, and `resume` runs only what is missing (a cell written after some of its passes goes on
+from the next). A worker that crashes, hangs past the cell timeout
 or runs out of memory costs its cell (recorded as crashed, timeout or oom, with the tail of its
 stderr), the worker is restarted, and the run goes on.
 """
 
 from __future__ import annotations
 
+import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,11 +40,11 @@ from pathlib import Path
 from . import metadata, results
 from .cells import Cell, CellRecord
 from .suites import Suite
-from .workers import Worker, WorkerDied, WorkerTimeout
+from .workers import Pool, Worker, WorkerDied, WorkerTimeout
 
-__all__ = ["RunSummary", "run_suite", "start_run", "resume_run", "Progress"]
+__all__ = ["RunSummary", "run_suite", "start_run", "resume_run", "Progress", "passes_done", "loops_of"]
 
-Progress = Callable[..., None]  # progress(event, **details); events: start, cell, done, finish
+Progress = Callable[..., None]  # progress(event, **details); events: start, pass, cell, step, done, finish
 
 
 def _now() -> str:
@@ -76,38 +92,6 @@ def resume_run(run_dir: str | Path) -> tuple[Suite, Path]:
     return suite, run_dir
 
 
-class _Workers:
-    """One worker per (framework, device, threads), started when first needed, restarted after a death."""
-
-    def __init__(self, extra_env: dict[str, str] | None) -> None:
-        self._workers: dict[tuple, Worker] = {}
-        self._setup: dict[tuple, dict] = {}
-        self.extra_env = extra_env
-
-    def get(self, cell: Cell, timeout_s: float) -> tuple[Worker, dict]:
-        key = (cell.framework, cell.device, cell.threads)
-        worker = self._workers.get(key)
-        if worker is None or not worker.alive:
-            if worker is not None:
-                worker.close()
-            worker = Worker(cell.framework, cell.device, cell.threads, self.extra_env)
-            self._workers[key] = worker
-            self._setup[key] = worker.request({"op": "setup", "framework": cell.framework,
-                                               "threads": cell.threads}, timeout_s)
-        return worker, self._setup[key]
-
-    def discard(self, cell: Cell) -> None:
-        worker = self._workers.pop((cell.framework, cell.device, cell.threads), None)
-        if worker is not None:
-            worker.kill()
-            worker.close()
-
-    def close(self) -> None:
-        for worker in self._workers.values():
-            worker.close()
-        self._workers.clear()
-
-
 def _groups(cells: list[Cell]) -> list[list[Cell]]:
     """The cells of each workload together, in the order the suite lists them."""
     groups: dict[tuple, list[Cell]] = {}
@@ -130,6 +114,7 @@ class _Open:
     def __init__(self, cell: Cell, worker: Worker, left_s: float, record: CellRecord, t0: float) -> None:
         self.cell, self.worker, self.left_s, self.record, self.t0 = cell, worker, left_s, record, t0
         self.samples_s: list[float] = []
+        self.rounds: list[int] = []  # the round of each sample, in this pass
 
     def request(self, message: dict, at_least_s: float = 0.0) -> dict:
         start = time.monotonic()
@@ -139,7 +124,7 @@ class _Open:
             self.left_s -= time.monotonic() - start
 
 
-def _peaks(suite: Suite, workers: _Workers, timeout_s: float) -> dict:
+def _peaks(suite: Suite, workers: Pool, timeout_s: float) -> dict:
     """The float32 matrix-multiply peak of each device, measured once per run (with the suite's
     largest thread count on the CPU)."""
     peaks: dict = {}
@@ -153,6 +138,7 @@ def _peaks(suite: Suite, workers: _Workers, timeout_s: float) -> dict:
             worker, setup = workers.get(cell, timeout_s)
             if not setup.get("available"):
                 continue
+            workers.focus(worker)
             reply = worker.request({"op": "peak", "device": device}, timeout_s)
         except (WorkerDied, WorkerTimeout):
             workers.discard(cell)
@@ -162,59 +148,88 @@ def _peaks(suite: Suite, workers: _Workers, timeout_s: float) -> dict:
     return peaks
 
 
+def passes_done(record: CellRecord | None, passes: int) -> int:
+    """How many of a run's passes a cell has finished: 0 without a record; all of them for a failed
+    cell (it is not tried again) and for a record written before passes (one pass was the run)."""
+    if record is None:
+        return 0
+    if record.status != "ok" or record.passes_done is None:
+        return passes
+    return min(record.passes_done, passes)
+
+
+def loops_of(run_dir: str | Path) -> dict[str, int]:
+    """The iterations per sample of every timed cell of a run, by cell key: `bench run --loops-from`."""
+    return {key: record.iters_per_sample for key, record in results.read(run_dir).records.items()
+            if record.status == "ok" and record.iters_per_sample}
+
+
 def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = None,
-              extra_env: dict[str, str] | None = None) -> RunSummary:
-    """Measure every cell of `suite` not yet in `run_dir`. Raises KeyboardInterrupt after keeping
-    every finished cell (run.json then says 'interrupted').
+              extra_env: dict[str, str] | None = None, loops: dict[str, int] | None = None) -> RunSummary:
+    """Measure every cell of `suite` not yet in `run_dir`, in the suite's passes. Raises
+    KeyboardInterrupt after keeping every finished cell (run.json then says 'interrupted').
+
+    Each pass starts fresh worker processes and visits the groups in an order of its own (drawn from
+    the run's `shuffle_seed`); a cell is written after each of its passes, so a resumed run goes on
+    from the pass it was in. `loops` (cell key -> iterations per sample) pins the calibration of the
+    cells it names; a later pass always keeps the first pass's.
 
     The run folder is read once, at the start; what the run adds is kept in memory as it is written,
     so the summary's `run` is the whole run without reading it back."""
     progress = progress or (lambda event, **details: None)
     run = results.read(run_dir)
     timing = suite.timing
+    passes = timing.passes
     cells = suite.cells()
-    todo = [c for c in cells if c.key not in run.records]
-    summary = RunSummary(run.path, len(cells), len(cells) - len(todo), run=run)
-    workers = _Workers(extra_env)
+    left = [c for c in cells if passes_done(run.records.get(c.key), passes) < passes]
+    summary = RunSummary(run.path, len(cells), len(cells) - len(left), run=run)
+    workers = Pool(extra_env)
     # The timed batches and the reference's results on them, shared by the workers of every
     # framework (harness.verify): computed once per model and batch, not once per worker.
     shared = tempfile.TemporaryDirectory(prefix="fwbench-reference-")
     started = time.monotonic()
-    progress("start", total=len(cells), done=summary.done_before, todo=len(todo))
+    if "shuffle_seed" not in run.meta:
+        run.meta["shuffle_seed"] = random.SystemRandom().randrange(2**32)
+    if loops:  # kept in run.json: a resumed run pins the same loops
+        run.meta["loops"] = dict(sorted(loops.items()))
+    loops = run.meta.get("loops") or {}
+    seed = run.meta["shuffle_seed"]
+    work = sum(passes - passes_done(run.records.get(c.key), passes) for c in left)
+    progress("start", total=len(cells), done=summary.done_before, todo=len(left), passes=passes, work=work)
+    n_done = summary.done_before
 
-    def finish(record: CellRecord) -> None:
+    def keep(record: CellRecord, final: bool) -> None:
+        nonlocal n_done
         results.write_cell(run.path, record.key, record)
         run.records[record.key] = record
-        summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
-        progress("done", cell=record.cell, record=record, done=summary.done_before + sum(summary.statuses.values()),
-                 total=len(cells), elapsed=time.monotonic() - started)
+        progress("step", cell=record.cell)
+        if final:
+            n_done += 1
+            summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
+            progress("done", cell=record.cell, record=record, done=n_done, total=len(cells),
+                     elapsed=time.monotonic() - started)
 
     try:
-        if todo and not run.meta.get("peak_gflops"):
+        if left and not run.meta.get("peak_gflops"):
             run.meta["peak_gflops"] = _peaks(suite, workers, timing.cell_timeout_s)
-            results.write_run(run.path, run.meta)
-        for group in _groups(todo):
-            if timing.budget_s is not None and time.monotonic() - started > timing.budget_s:
-                for cell in group:
-                    finish(_base(cell, "skipped", f"the suite's time budget of {timing.budget_s:g} s was spent"))
+        results.write_run(run.path, run.meta)
+        first = min((passes_done(run.records.get(c.key), passes) for c in left), default=passes)
+        for p in range(first, passes):
+            this = [c for c in left if passes_done(run.records.get(c.key), passes) == p]
+            if not this:
                 continue
-            opened: list[_Open] = []
-            for cell in group:
-                progress("cell", cell=cell)
-                entry = _open(cell, workers, suite, timing.cell_timeout_s, shared.name)
-                if isinstance(entry, _Open):
-                    opened.append(entry)
-                else:
-                    finish(entry)
-            for k in timing.round_sizes:
-                for entry in list(opened):
-                    time.sleep(timing.cooldown_s)  # the previous worker's thread pools stop spinning
-                    failed = _sample(entry, k, workers)
-                    if failed is not None:
-                        opened.remove(entry)
-                        finish(failed)
-            for entry in opened:
-                finish(_close(entry, workers))
+            progress("pass", index=p, passes=passes, cells=len(this))
+            groups = _groups(this)
+            rng = random.Random(f"{seed}:{p}")
+            rng.shuffle(groups)
+            for group in groups:
+                if timing.budget_s is not None and time.monotonic() - started > timing.budget_s:
+                    for cell in group:  # a cell with passes behind it keeps them
+                        spent = f"the suite's time budget of {timing.budget_s:g} s was spent"
+                        keep(run.records.get(cell.key) or _base(cell, "skipped", spent), final=True)
+                    continue
+                _measure_group(group, p, suite, workers, run.records, loops, shared.name, rng, keep, progress)
+            workers.close()  # fresh processes for the next pass
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
@@ -234,24 +249,88 @@ def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = 
     return summary
 
 
-def _failure(cell: Cell, error: Exception, t0: float, workers: _Workers) -> CellRecord:
+def _measure_group(group: list[Cell], p: int, suite: Suite, workers: Pool, records: dict[str, CellRecord],
+                   loops: dict[str, int], cache_dir: str, rng: random.Random, keep, progress) -> None:
+    """Pass `p` of one group: open each cell in its worker, take the pass's rounds with the workers in
+    a new order each round (the others stopped), close, and keep each cell with its samples so far."""
+    timing = suite.timing
+    opened: list[_Open] = []
+    for cell in group:
+        progress("cell", cell=cell)
+        prior = records.get(cell.key)
+        iters = prior.iters_per_sample if prior is not None else loops.get(cell.key)
+        entry = _open(cell, workers, suite, timing.cell_timeout_s, cache_dir,
+                      verify=suite.verify and prior is None, iters_per_sample=iters)
+        if isinstance(entry, _Open):
+            opened.append(entry)
+        else:
+            keep(_in_pass(entry, p, suite.timing.passes), final=True)
+    for r, k in enumerate(timing.round_sizes):
+        rng.shuffle(opened)
+        for entry in list(opened):
+            workers.focus(entry.worker)
+            if timing.cooldown_s:
+                time.sleep(timing.cooldown_s)
+            failed = _sample(entry, k, workers)
+            if failed is not None:
+                opened.remove(entry)
+                keep(_in_pass(failed, p, timing.passes), final=True)
+            else:
+                entry.rounds.extend([r] * k)
+    for entry in opened:
+        record = _close(entry, workers)
+        if record.status == "ok":
+            record = _merge(records.get(entry.cell.key), record, p, entry.rounds)
+        else:
+            record = _in_pass(record, p, timing.passes)
+        keep(record, final=record.status != "ok" or record.passes_done >= timing.passes)
+
+
+def _in_pass(record: CellRecord, p: int, passes: int) -> CellRecord:
+    """A failure's record, saying in which pass it came when the run has several."""
+    if passes > 1 and record.status != "skipped":
+        return record.replace(reason=f"in pass {p + 1} of {passes}: {record.reason}")
+    return record
+
+
+def _merge(prior: CellRecord | None, new: CellRecord, p: int, rounds: list[int]) -> CellRecord:
+    """A cell's record after pass `p`: the earlier passes' samples and this one's, each labelled with
+    its pass and round; the first pass's check, calibration and first call; the largest peak memory."""
+    labelled = new.replace(sample_passes=(p,) * len(new.samples_s), sample_rounds=tuple(rounds), passes_done=p + 1)
+    if prior is None:
+        return labelled
+    peaks = [m for m in (prior.peak_memory_bytes, new.peak_memory_bytes) if m is not None]
+    return prior.replace(
+        samples_s=prior.samples_s + new.samples_s,
+        sample_passes=prior.sample_labels()[0] + labelled.sample_passes,
+        sample_rounds=prior.sample_labels()[1] + labelled.sample_rounds,
+        passes_done=p + 1,
+        seconds=(prior.seconds or 0.0) + (new.seconds or 0.0),
+        peak_memory_bytes=max(peaks) if peaks else None,
+    )
+
+
+def _failure(cell: Cell, error: Exception, t0: float, workers: Pool) -> CellRecord:
     workers.discard(cell)
     status = "timeout" if isinstance(error, WorkerTimeout) else error.kind
     return _base(cell, status, str(error), stderr_tail=error.stderr_tail, seconds=time.monotonic() - t0)
 
 
-def _open(cell: Cell, workers: _Workers, suite: Suite, timeout_s: float, cache_dir: str) -> _Open | CellRecord:
+def _open(cell: Cell, workers: Pool, suite: Suite, timeout_s: float, cache_dir: str, *, verify: bool,
+          iters_per_sample: int | None) -> _Open | CellRecord:
     t0 = time.monotonic()
     deadline = t0 + timeout_s
     try:
         worker, setup = workers.get(cell, timeout_s)
+        workers.focus(worker)
         if not setup.get("ok", True):  # the adapter could not even be loaded in the worker
             return _base(cell, "error", setup.get("error", ""), stderr_tail=worker.stderr_tail(800),
                          seconds=time.monotonic() - t0)
         if not setup.get("available", True):
             return _base(cell, "skipped", setup.get("reason") or f"{cell.framework} is not available")
         reply = worker.request({"op": "open", "cell": cell.to_dict(), "timing": suite.timing.to_dict(),
-                                "verify": suite.verify, "seed": 0, "cache_dir": cache_dir}, deadline - time.monotonic())
+                                "verify": verify, "seed": 0, "cache_dir": cache_dir,
+                                "iters_per_sample": iters_per_sample}, deadline - time.monotonic())
     except (WorkerDied, WorkerTimeout) as e:
         return _failure(cell, e, t0, workers)
     if not reply.get("ok"):
@@ -267,7 +346,7 @@ def _open(cell: Cell, workers: _Workers, suite: Suite, timeout_s: float, cache_d
     return _Open(cell, worker, deadline - time.monotonic(), record, t0)
 
 
-def _sample(entry: _Open, k: int, workers: _Workers) -> CellRecord | None:
+def _sample(entry: _Open, k: int, workers: Pool) -> CellRecord | None:
     """Take k samples for an open cell; the cell's failure record if that fails, else None."""
     try:
         reply = entry.request({"op": "sample", "k": k})
@@ -280,7 +359,7 @@ def _sample(entry: _Open, k: int, workers: _Workers) -> CellRecord | None:
     return None
 
 
-def _close(entry: _Open, workers: _Workers) -> CellRecord:
+def _close(entry: _Open, workers: Pool) -> CellRecord:
     try:
         reply = entry.request({"op": "close"}, at_least_s=5.0)
     except (WorkerDied, WorkerTimeout) as e:

@@ -17,12 +17,14 @@ are their product, less the excluded combinations:
     verify = true                       # optional (default true): check each cell before timing it
 
     [timing]                            # optional; every key has a default
-    samples = 10                        # samples per cell, spread over `rounds` interleaved rounds
+    passes = 3                          # independent passes: fresh workers, groups reshuffled, each
+                                        # taking every cell's samples and rounds below once more
+    samples = 10                        # samples per cell and pass, spread over `rounds` interleaved rounds
     rounds = 5                          # samples >= rounds; the first samples % rounds rounds get one more
     warmup = 3                          # warm-up calls after the first call
     min_sample_s = 0.005                # a sample lasts at least this long (iterations calibrated)
     cell_timeout_s = 120                # a cell (build, first call, all its samples) past this is a timeout
-    cooldown_s = 0.03                   # idle before each round's request, while other pools stop spinning
+    cooldown_s = 0                      # idle before each round's request (idle workers are stopped meanwhile)
     budget_s = 110                      # optional: cells that would start after it are skipped
 
     [[exclude]]                         # optional, repeatable: a cell is left out when it matches
@@ -53,6 +55,7 @@ from reference_impl import models as catalogue
 from . import adapters
 from .cells import DTYPES, PHASES, Cell, parse_device
 from .errors import BadInput
+from .timing import MIN_SAMPLE_S
 
 __all__ = [
     "PHASES",
@@ -228,20 +231,23 @@ def _check_axis(axis: str, values: Any, key: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """How each cell is timed. samples are spread over `rounds` rounds, interleaved across frameworks."""
+    """How each cell is timed: in `passes` independent passes (fresh worker processes, the groups in a
+    new order), each of `samples` samples spread over `rounds` rounds interleaved across frameworks."""
 
     samples: int = 10
     rounds: int = 5
+    passes: int = 3
     warmup: int = 3
-    min_sample_s: float = 0.005
+    min_sample_s: float = MIN_SAMPLE_S
     cell_timeout_s: float = 120.0
     budget_s: float | None = None
-    # Idle time before each round's request to a worker: other frameworks' thread pools spin for a
-    # while after their work (Eigen, OpenMP, OpenBLAS) and would otherwise steal this one's cores.
-    cooldown_s: float = 0.03
+    # Idle time before each round's request to a worker. The other workers are stopped (SIGSTOP)
+    # while one is timed, so their thread pools cannot spin on its cores: measured, a spinning
+    # neighbour costs nothing then (tests/harness/test_quiet.py), and the default is no wait.
+    cooldown_s: float = 0.0
 
     def __post_init__(self):
-        for name in ("samples", "rounds"):
+        for name in ("samples", "rounds", "passes"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise SuiteError(f"expected a positive integer, got {value!r}", key=f"timing.{name}")

@@ -39,7 +39,15 @@ from dataclasses import dataclass
 
 from .cells import Measurement
 
-__all__ = ["Phase", "Timer", "Measurement", "measure", "validate_known_duration"]
+__all__ = ["Phase", "Timer", "Measurement", "measure", "validate_known_duration", "MIN_SAMPLE_S"]
+
+# The one default length of a sample, everywhere (Timing, Timer.calibrate, measure). Why 5 ms: a
+# clock read costs ~50 ns and a device sync a few microseconds, under 0.1% of it; a sample spans
+# at least one scheduler tick (4 ms at CONFIG_HZ=250), so one preemption by another process spoils a
+# sample's worth of calls and not a whole run of them; and a quick suite of 216 cells x 3 passes x
+# 6 samples still takes under 20 s of sampling. Shorter samples were noisier here (round spread
+# 8-15% at 2 ms), longer ones buy fewer rounds in the same time.
+MIN_SAMPLE_S = 0.005
 
 # Calibration grows the number of calls per sample by at most this factor a step, so that one
 # measurement made too short by noise or by the clock's resolution cannot send it far past its goal.
@@ -169,7 +177,7 @@ class Timer:
             self._time(calls)
         self.warmup_calls += calls
 
-    def calibrate(self, min_sample_s: float = 0.01, max_iters: int = 10**6) -> int:
+    def calibrate(self, min_sample_s: float = MIN_SAMPLE_S, max_iters: int = 10**6) -> int:
         """Choose the number of calls per sample so that one sample lasts at least `min_sample_s`.
 
         Starts at 1 call and measures real calls; after each measurement short of min_sample_s the
@@ -196,6 +204,15 @@ class Timer:
         self.calibration_s = elapsed
         return iters
 
+    def pin(self, iters_per_sample: int, min_sample_s: float) -> int:
+        """Use `iters_per_sample` calls per sample instead of calibrating: a later pass of a run, or a run
+        pinned to another's calibration (`bench run --loops-from`), so that its samples are comparable."""
+        self._require_first_call("pin")
+        if not isinstance(iters_per_sample, int) or iters_per_sample < 1:
+            raise ValueError(f"iters_per_sample must be a positive integer, got {iters_per_sample!r}")
+        self.iters_per_sample, self.min_sample_s = iters_per_sample, min_sample_s
+        return iters_per_sample
+
     def sample(self, k: int) -> list[float]:
         """Take k samples, each the seconds per call over iters_per_sample calls; returns them and keeps them."""
         if self.iters_per_sample is None:
@@ -218,7 +235,7 @@ class Timer:
                            self.min_sample_s, self.phase.how)
 
 
-def measure(phase: Phase, *, samples: int = 20, warmup: int = 3, min_sample_s: float = 0.01,
+def measure(phase: Phase, *, samples: int = 20, warmup: int = 3, min_sample_s: float = MIN_SAMPLE_S,
             max_iters: int = 10**6, clock: Callable[[], float] = time.perf_counter) -> Measurement:
     """First call, warm-up, calibration and `samples` samples of one phase, in one process and one go.
 

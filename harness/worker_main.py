@@ -9,7 +9,7 @@ the runner applies to the cell's record as they are: one schema on the wire and 
     {"op": "peak", "device"}                          {"ok", "gflops"}
     {"op": "open", "cell": Cell.to_dict(),            {"ok", "record": {first_call_s, iters_per_sample,
      "timing": Timing.to_dict(), "verify", "seed",      warmup_calls, min_sample_s, how, check, knobs, flops}}
-     "cache_dir"}
+     "cache_dir", "iters_per_sample"?}
     {"op": "sample", "k"}                             {"ok", "samples_s": [seconds per call, ...]}
     {"op": "close"}                                   {"ok", "record": {peak_memory_bytes, memory_kind}}
     {"op": "check", "model", "device", "dtype",       {"ok", "result": CheckResult.to_dict()}
@@ -127,7 +127,8 @@ class _Session:
                                        device=cell.device)
             check = verify.cell_verdict(contract, timed, float64, self.adapter.float64_limitation)
         self.timer.warmup(warmup)
-        iters = self.timer.calibrate(min_sample_s)
+        pinned = msg.get("iters_per_sample")  # a later pass, or `bench run --loops-from`: no calibration
+        iters = self.timer.pin(int(pinned), min_sample_s) if pinned else self.timer.calibrate(min_sample_s)
         return {"ok": True, "record": {
             "first_call_s": first, "iters_per_sample": iters, "warmup_calls": warmup, "min_sample_s": min_sample_s,
             "how": phase.how, "check": check, "knobs": self.model.knobs(),
@@ -225,8 +226,27 @@ def _threadpools() -> list[dict]:
             for pool in threadpool_info()]
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies. The parent stops idle workers
+    (SIGSTOP) while another is timed; a stopped worker never reads the end of its stdin, so without
+    this one would outlive a parent killed with -9, stopped for ever."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent's own cleanup has to do
+        return
+    parent = os.environ.get("FWBENCH_PARENT_PID")
+    if parent and os.getppid() != int(parent):  # the parent died before the request took effect
+        os._exit(1)
+
+
 def main() -> None:
     """The worker's loop: read a request, answer it, until 'exit' or the parent goes away."""
+    _die_with_parent()
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints from frameworks go to stderr, never into the protocol
     sys.stdout = sys.stderr

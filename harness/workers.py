@@ -23,7 +23,7 @@ import time
 
 from .metadata import THREAD_COUNT_VARS
 
-__all__ = ["Worker", "WorkerDied", "WorkerTimeout", "thread_environment", "SPIN_ENV"]
+__all__ = ["Pool", "Worker", "WorkerDied", "WorkerTimeout", "thread_environment", "SPIN_ENV"]
 
 
 
@@ -60,7 +60,8 @@ class Worker:
 
     def __init__(self, framework: str, device: str, threads: int, extra_env: dict[str, str] | None = None) -> None:
         self.framework, self.device, self.threads = framework, device, threads
-        env = {**SPIN_ENV, **os.environ, **thread_environment(threads), **(extra_env or {})}
+        env = {**SPIN_ENV, **os.environ, **thread_environment(threads), **(extra_env or {}),
+               "FWBENCH_PARENT_PID": str(os.getpid())}
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         # oneDNN changes TensorFlow's CPU speed ~2x here: never leave it to a default nobody records.
         env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -73,10 +74,33 @@ class Worker:
         )
         self._buffer = b""
         self.setup: dict = {}
+        self.paused = False
 
     @property
     def alive(self) -> bool:
         return self._proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def pause(self) -> None:
+        """Stop the worker (SIGSTOP to its whole process group: every thread of every pool) while
+        another is timed: a stopped process cannot spin, whatever its thread pools were doing."""
+        if not self.paused and self.alive:
+            try:
+                os.killpg(self._proc.pid, signal.SIGSTOP)
+            except ProcessLookupError:  # it has just died: the next request says how
+                return
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            try:
+                os.killpg(self._proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
     def stderr_tail(self, limit: int = 2000) -> str:
         self._stderr.flush()
@@ -87,6 +111,7 @@ class Worker:
 
     def request(self, message: dict, timeout_s: float) -> dict:
         """Send one message and wait for its answer; WorkerTimeout or WorkerDied if none comes."""
+        self.resume()
         try:
             self._proc.stdin.write(json.dumps(message).encode() + b"\n")
             self._proc.stdin.flush()
@@ -125,11 +150,13 @@ class Worker:
         return WorkerDied(f"worker exited with status {code}", "crashed", tail)
 
     def kill(self) -> None:
+        self.resume()
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
 
     def close(self) -> None:
+        self.resume()
         if self._proc.poll() is None:
             try:
                 self._proc.stdin.write(b'{"op": "exit"}\n')
@@ -138,3 +165,43 @@ class Worker:
             except (OSError, subprocess.TimeoutExpired):
                 self.kill()
         self._stderr.close()
+
+
+class Pool:
+    """A run's workers: one per (framework, device, threads), started when first needed, restarted after a
+    death; `focus` lets one run while the others are stopped."""
+
+    def __init__(self, extra_env: dict[str, str] | None) -> None:
+        self._workers: dict[tuple, Worker] = {}
+        self._setup: dict[tuple, dict] = {}
+        self.extra_env = extra_env
+
+    def get(self, cell, timeout_s: float) -> tuple[Worker, dict]:
+        key = (cell.framework, cell.device, cell.threads)
+        worker = self._workers.get(key)
+        if worker is None or not worker.alive:
+            if worker is not None:
+                worker.close()
+            worker = Worker(cell.framework, cell.device, cell.threads, self.extra_env)
+            self._workers[key] = worker
+            self._setup[key] = worker.request({"op": "setup", "framework": cell.framework,
+                                               "threads": cell.threads}, timeout_s)
+        return worker, self._setup[key]
+
+    def focus(self, worker: Worker) -> None:
+        """Let `worker` run alone: every other worker of the run is stopped until its own turn."""
+        for other in self._workers.values():
+            if other is not worker:
+                other.pause()
+        worker.resume()
+
+    def discard(self, cell) -> None:
+        worker = self._workers.pop((cell.framework, cell.device, cell.threads), None)
+        if worker is not None:
+            worker.kill()
+            worker.close()
+
+    def close(self) -> None:
+        for worker in self._workers.values():
+            worker.close()
+        self._workers.clear()

@@ -8,7 +8,7 @@ Figures use matplotlib's object-oriented API only (`matplotlib.figure.Figure`, n
 global state, no GUI backend, safe to build in any thread or headless process.
 
 Every plot marks the same two things the same way (`style.Marks`): a cell flagged noisy by
-harness.stats (CV or IQR past its threshold) is hatched or hollow, and a cell not verified (its
+harness.levels (a CI wider than ±10%) is hatched or hollow, and a cell not verified (its
 equivalence check failed, or could not be made) is drawn with a red edge or a red cross and '!'.
 In the heatmap and in text they are the report's '~' and '!'. Each figure carries a footer naming
 the run, the machine and the framework versions, so that an image seen on its own still says where

@@ -16,7 +16,7 @@ from matplotlib.patches import Patch
 
 from .. import results
 from ..fmt import NOISY_MARK, UNVERIFIED_MARK
-from ..stats import NOISY_CV, NOISY_IQR
+from ..levels import NOISY_DETECTABLE
 from . import data
 
 __all__ = [
@@ -97,7 +97,7 @@ _CAPTION_HOW = {"bar": ("Hatched bars mark", f"A red edge and '{UNVERIFIED_MARK}
 class Marks:
     """Draws the marks of a cell and remembers what it drew, for the legend and the caption.
 
-    Noisy (harness.stats: CV >= NOISY_CV or IQR >= NOISY_IQR of the median): a hatched bar, a hollow
+    Noisy (harness.levels: a 95% CI wider than ±NOISY_DETECTABLE of the median): a hatched bar, a hollow
     marker, '~' after a number. Not verified (its check failed, or could not be made): a red edge and '!' over a
     bar, a red cross behind a marker, '!' in red after a number. A tensor beyond its tolerance in the
     equivalence plot gets the same red cross.
@@ -151,7 +151,7 @@ class Marks:
     def handles(self) -> list:
         found = []
         if self.noisy:
-            label = f"noisy: CV ≥ {NOISY_CV:.0%} or IQR ≥ {NOISY_IQR:.0%} of median"
+            label = f"noisy: 95% CI wider than ±{NOISY_DETECTABLE:.0%}"
             if self.kind == "bar":
                 found.append(Patch(facecolor="white", edgecolor="#333333", hatch="//", label=label))
             elif self.kind == "point":
@@ -175,7 +175,7 @@ class Marks:
         found = ""
         how = _CAPTION_HOW.get(self.kind, ("", ""))
         if self.noisy:
-            found += (f" {how[0]} noisy timings (CV ≥ {NOISY_CV:.0%} or IQR ≥ {NOISY_IQR:.0%} of the median): "
+            found += (f" {how[0]} noisy timings (95% CI wider than ±{NOISY_DETECTABLE:.0%}): "
                       "the median stands, but the spread says the machine was busy.")
         if self.unverified:
             found += (f" {how[1]} marks a contender not verified against the float64 reference: it was timed, but "

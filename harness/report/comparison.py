@@ -10,32 +10,57 @@ __all__ = ["text", "markdown"]
 
 
 def _verdict_line(c: Comparison) -> str:
-    near = sum(1 for x in c.changes if x.verdict == "unchanged" and "not significant" in x.why)
-    how = f"min effect {c.min_effect:.0%}, alpha {c.alpha:g}" + (", Holm-corrected" if c.correction == "holm" else "")
-    parts = [f"{len(c.changes)} cells compared ({how})",
-             f"{len(c.regressions)} regression{'s' * (len(c.regressions) != 1)}",
-             f"{len(c.improvements)} improvement{'s' * (len(c.improvements) != 1)}",
-             f"{len(c.broken)} broken",
-             f"{len(c.changes) - len(c.regressions) - len(c.improvements)} unchanged"
-             + (f" ({near} moved by the minimum effect but not significantly)" if near else "")]
-    return ": ".join(parts[:1]) + ": " + ", ".join(parts[1:])
+    n = c.counts()
+    how = f"threshold {c.min_effect:.0%}" + (", raised to the noise floors of the calibration" if c.noise else "")
+    return (f"{len(c.changes)} cells compared ({how}): {n['slower']} slower, {n['faster']} faster, "
+            f"{n['same']} same, {n['unknown']} unknown, {n['broken']} broken")
+
+
+def _pct(v: float) -> str:
+    return f"{v - 1:+.1%}"
 
 
 def _rows(changes: list[CellChange], relative: bool = False) -> list[list[str]]:
     value = (lambda v: f"{v:.3f}x") if relative else fmt_time
-    return [[x.key, value(x.median_a_s), value(x.median_b_s), f"{x.ratio:.3f}",
-             f"[{x.ci_low:.3f}, {x.ci_high:.3f}]", f"{x.p_value:.2g}", f"{x.p_adjusted:.2g}",
-             "noisy" if x.noisy else "", x.verdict]
+    return [[x.key, value(x.median_a_s), value(x.median_b_s), _pct(x.ratio),
+             f"[{_pct(x.ci_low)}, {_pct(x.ci_high)}]", f"±{x.threshold:.0%}", f"±{x.detectable:.0%}",
+             f"{x.n_a}+{x.n_b} {x.unit}", ("noisy " if x.noisy else "") + ("loops differ" if x.loops_differ else ""),
+             x.verdict]
             for x in changes]
 
 
-_HEADER = ["cell", "A median", "B median", "B/A", "95% CI", "p", "p adj.", "", "verdict"]
+_HEADER = ["cell", "A median", "B median", "B/A", "95% CI", "threshold", "detectable", "units", "", "verdict"]
+
+
+def _sections(c: Comparison, show_all: bool) -> list[tuple[str, list[CellChange]]]:
+    sections = [("Slower in B", c.slower), ("Faster in B", c.faster)]
+    if show_all:
+        sections.append(("Every cell", c.changes))
+    return sections
+
+
+def _footer(c: Comparison) -> list[str]:
+    lines = []
+    if c.unknown:
+        widest = c.unknown[0]
+        lines.append(f"Unknown: {len(c.unknown)} cells whose CI is too wide to tell against their threshold "
+                     f"(widest: {widest.key}, could detect ±{widest.detectable:.0%}); more passes narrow it "
+                     "(--all lists them)")
+    differ = sum(x.loops_differ for x in c.changes)
+    if differ:
+        lines.append(f"{differ} cells timed different iterations per sample in A and B: "
+                     "`bench run --loops-from A` pins them")
+    if not c.noise:
+        lines.append("No `bench noise` calibration of this machine: the threshold is the minimum effect alone")
+    return lines
 
 
 def _header_lines(c: Comparison) -> list[str]:
     lines = [f"A (baseline): {c.run_a}", f"B:            {c.run_b}"]
     if c.relative_to:
         lines.append(f"times relative to {c.relative_to}'s in the same round (A and B medians are those ratios)")
+    if c.noise:
+        lines.append(f"noise floors: {c.noise}")
     if c.differences:
         lines.append("compared with --force although these differ:")
         lines += [f"  {f}: {a!r} in A, {b!r} in B" for f, a, b in c.differences]
@@ -48,10 +73,7 @@ def text(c: Comparison, show_all: bool = False) -> str:
     """The comparison as `bench compare` prints it: the verdict, then the regressions, improvements
     and broken cells (every cell with show_all)."""
     lines = _header_lines(c) + ["", _verdict_line(c)]
-    sections = [("Regressions (B slower)", c.regressions), ("Improvements (B faster)", c.improvements)]
-    if show_all:
-        sections.append(("Every cell", c.changes))
-    for title, changes in sections:
+    for title, changes in _sections(c, show_all):
         if changes:
             rows = _rows(changes, bool(c.relative_to))
             widths = [max(len(r[i]) for r in [_HEADER, *rows]) for i in range(len(_HEADER))]
@@ -63,7 +85,8 @@ def text(c: Comparison, show_all: bool = False) -> str:
         lines += [f"  {b.key}: {b.status_b}: {b.reason}" for b in c.broken]
     if c.only_a or c.only_b:
         lines += ["", f"Not compared: {len(c.only_a)} cells finished only in A, {len(c.only_b)} only in B"]
-    return "\n".join(lines)
+    footer = _footer(c)
+    return "\n".join(lines + ([""] + footer if footer else []))
 
 
 def markdown(c: Comparison, show_all: bool = False) -> str:
@@ -71,10 +94,7 @@ def markdown(c: Comparison, show_all: bool = False) -> str:
     lines = ["## fwbench compare", ""]
     lines += [f"- {line.strip()}" for line in _header_lines(c)]
     lines += ["", f"**{_verdict_line(c)}**", ""]
-    sections = [("Regressions (B slower)", c.regressions), ("Improvements (B faster)", c.improvements)]
-    if show_all:
-        sections.append(("Every cell", c.changes))
-    for title, changes in sections:
+    for title, changes in _sections(c, show_all):
         if changes:
             lines += [f"### {title}", "", "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
             lines += ["| " + " | ".join([f"`{r[0]}`", *r[1:]]) + " |" for r in _rows(changes, bool(c.relative_to))]
@@ -83,4 +103,5 @@ def markdown(c: Comparison, show_all: bool = False) -> str:
         lines += ["### Broken (worked in A, not in B)", ""]
         lines += [f"- `{b.key}`: {b.status_b}: {b.reason}" for b in c.broken]
         lines.append("")
+    lines += [f"- {line}" for line in _footer(c)]
     return "\n".join(lines)

@@ -101,9 +101,10 @@ def anchor(heading: str) -> str:
 # the report
 
 
-_MARKS_NOTE = _para("Marks: ", Code(NOISY_MARK), " noisy (CV >= 10% or IQR >= 25% of the median: read its time with "
-                    "care), ", Code(UNVERIFIED_MARK), " not verified (its check against the float64 "
-                    "reference failed, or could not be made: the summary says which).")
+_MARKS_NOTE = _para("Marks: ", Code(NOISY_MARK), " noisy (its 95% CI, from the spread of its passes and rounds, "
+                    "cannot resolve a 10% change: read its time with care), ", Code(UNVERIFIED_MARK),
+                    " not verified (its check against the float64 reference failed, or could not be made: the "
+                    "summary says which).")
 
 
 def _interval(low: float, high: float) -> str:
@@ -193,9 +194,10 @@ def summary_blocks(s: Summary) -> list[Block]:
             for i, key in enumerate(s.noisy):
                 named += ([", "] if i else []) + [Code(key)]
         blocks.append(_para("Noisy ", Code(NOISY_MARK),
-                            f": {len(s.noisy)} of {timed} timed cells have a CV >= 10% or an IQR >= 25% of the "
-                            "median; their medians and CIs stand, but the spread says the machine was busy or the "
-                            "workload is short against the machine's jitter. They are marked ", Code(NOISY_MARK),
+                            f": {len(s.noisy)} of {timed} timed cells have a 95% CI wider than ±10% of the median "
+                            "(from the spread of their pass and round medians); their medians and CIs stand, but "
+                            "the run cannot resolve a 10% change in them: the machine was busy, the passes "
+                            "disagreed, or there were too few of them. They are marked ", Code(NOISY_MARK),
                             " in every table and plot", tuple(named)))
     return blocks
 

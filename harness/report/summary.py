@@ -2,9 +2,12 @@
 to the fastest and the bootstrap 95% CI of that ratio; the headline workloads; what failed, was
 skipped, is noisy or did not match the reference; the machine. Analysis only: no text, no files.
 
-The ratios come from harness.stats.ratio_ci over the raw samples of the one run. A difference is
-called significant when the ratio's CI lies wholly above 1: the contender is then slower than the
-fastest in this run, by at least the CI's lower bound, at 95% confidence.
+The ratios come from harness.levels.ratios_to_fastest over the one run's rounds: the contenders of a
+workload were timed in the same (pass, round)s, so their ratios are paired by round (a drift of
+the machine hits every contender of a round alike and cancels), and the CI redoes the choice of
+the fastest in every resample (picking the fastest from noisy data flatters it: the winner's
+curse). A difference is called significant when the ratio's CI lies wholly above 1: the contender
+is then slower than the fastest in this run, by at least the CI's lower bound, at 95% confidence.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from .. import results, stats
+from .. import levels, results
 from ..cells import FAILED, PHASES, WORKLOAD_FIELDS
 from ..fmt import contender_label, marks
 from ..results import Run
@@ -111,16 +114,15 @@ def summarize(run: Run | str | os.PathLike) -> Summary:
     ok = df[df["status"] == "ok"]
     workloads = []
     for values, group in ok.groupby(list(WORKLOAD_FIELDS), sort=True):
-        group = group.sort_values("median_s")
-        best = group.iloc[0]
+        ratios = levels.ratios_to_fastest({row["key"]: (row["samples_s"], row["sample_passes"], row["sample_rounds"])
+                                           for _, row in group.iterrows()})
+        group = group.assign(_ratio=[ratios[k].ratio for k in group["key"]]).sort_values(["_ratio", "median_s"])
         contenders = []
         for _, row in group.iterrows():
-            if row["key"] == best["key"]:
-                ratio, low, high = 1.0, 1.0, 1.0
-            else:
-                ratio, low, high = stats.ratio_ci(row["samples_s"], best["samples_s"])
+            r = ratios[row["key"]]
             contenders.append(Contender(
-                _label(row), row["key"], float(row["median_s"]), ratio, low, high, bool(results.flag(row["noisy"])),
+                _label(row), row["key"], float(row["median_s"]), r.ratio, r.ci_low, r.ci_high,
+                bool(results.flag(row["noisy"])),
                 results.flag(row["verified"]), (float(row["ci_low_s"]), float(row["ci_high_s"])), int(row["n"]),
                 float(row["cv"]), float(row["samples_per_s"]), float(row["gflops_per_s"]), float(row["peak_share"])))
         workloads.append(Workload(*(results.plain(v) for v in values), contenders=contenders))

@@ -60,3 +60,62 @@ class BusyAdapter(ReferenceAdapter):
 
 
 ADAPTERS = {"steady": f"{__name__}:BusyAdapter", "slowed": f"{__name__}:BusyAdapter"}
+
+
+# --------------------------------------------------------------------------------------------
+# quiet neighbours (tests/harness/test_quiet.py): fixed work, and a neighbour whose threads spin
+
+
+class _WorkModel(ReferenceModel):
+    """Fixed CPU work on every core the worker has (not a fixed duration): a matrix product in
+    NumPy's BLAS with the cell's threads, as a framework's intra-op pool does its work. It takes
+    longer whenever another process gets a share of the cores."""
+
+    def timing_phase(self, phase, x, y):
+        import numpy as np
+
+        timed = super().timing_phase(phase, x, y)
+        a = np.random.default_rng(0).standard_normal((320, 320))
+        out = np.empty_like(a)
+        return dataclasses.replace(timed, run=lambda: np.matmul(a, a, out=out), prepare=None,
+                                   how="a 320 x 320 float64 matrix product")
+
+
+class WorkAdapter(ReferenceAdapter):
+    """The reference adapter whose timed call is fixed CPU work on every core."""
+
+    def build(self, spec, weights, *, device="cpu", dtype="float32", mode="eager"):
+        reason = self.unavailable_reason(device, dtype, mode)
+        if reason:
+            raise Unavailable(reason)
+        return _WorkModel(spec, weights, dtype)
+
+
+def spin_all_cores() -> None:
+    """Start one thread per core that never stops hashing, outside the GIL (hashlib releases it for
+    large buffers): a thread pool that spins and never sleeps, the worst neighbour there is."""
+    import hashlib
+    import threading
+
+    block = bytes(1 << 20)
+
+    def spin() -> None:
+        while True:
+            hashlib.sha256(block).digest()
+
+    for _ in range(os.cpu_count() or 2):
+        threading.Thread(target=spin, daemon=True).start()
+
+
+class SpinningAdapter(WorkAdapter):
+    """A framework whose thread pools spin from the moment it builds a model until its worker exits."""
+
+    def build(self, spec, weights, *, device="cpu", dtype="float32", mode="eager"):
+        model = super().build(spec, weights, device=device, dtype=dtype, mode=mode)
+        if not getattr(SpinningAdapter, "_spinning", False):
+            SpinningAdapter._spinning = True
+            spin_all_cores()
+        return model
+
+
+QUIET_ADAPTERS = {"work": f"{__name__}:WorkAdapter", "spinner": f"{__name__}:SpinningAdapter"}

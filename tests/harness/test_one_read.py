@@ -60,7 +60,7 @@ def test_bench_run_reads_its_run_json_once_and_no_cell(tmp_path, reads):
     suite = tmp_path / "tiny.toml"
     suite.write_text('models = ["linear_regression"]\nframeworks = ["reference"]\ndevices = ["cpu"]\n'
                      'dtypes = ["float32"]\nmodes = ["eager"]\nbatch_sizes = [1, 4]\nphases = ["forward"]\n'
-                     'threads = [1]\n[timing]\nsamples = 2\nrounds = 2\nmin_sample_s = 0.001\n')
+                     'threads = [1]\n[timing]\npasses = 1\nsamples = 2\nrounds = 2\nmin_sample_s = 0.001\n')
     result = CliRunner().invoke(cli, ["run", str(suite), "--results-dir", str(tmp_path / "results"), "--no-report"])
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "results").iterdir()

@@ -217,7 +217,7 @@ def test_bench_run_labels_planted_cells_unverified_and_names_the_place(tmp_path)
         'name = "planted"\nmodels = ["lenet5"]\nframeworks = ["torch_bf16_timed_forward", "torch_weight_decay"]\n'
         'devices = ["cpu"]\ndtypes = ["float32"]\nmodes = ["eager"]\nbatch_sizes = [32]\n'
         'phases = ["forward", "train_step"]\nthreads = [1]\nverify = true\n'
-        "[timing]\nsamples = 2\nrounds = 1\nwarmup = 1\nmin_sample_s = 0.001\ncell_timeout_s = 120\n")
+        "[timing]\npasses = 1\nsamples = 2\nrounds = 1\nwarmup = 1\nmin_sample_s = 0.001\ncell_timeout_s = 120\n")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
     env["FWBENCH_ADAPTERS"] = ",".join(f"{name}=tests.harness.planted_timed:{cls.__name__}"

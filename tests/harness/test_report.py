@@ -275,7 +275,8 @@ def _tiny_suite(path: Path) -> Path:
     path.write_text(
         'name = "tiny"\nmodels = ["linear_regression"]\nframeworks = ["reference"]\ndevices = ["cpu"]\n'
         'dtypes = ["float32"]\nmodes = ["eager"]\nbatch_sizes = [2, 4]\nphases = ["forward"]\nthreads = [1]\n'
-        "verify = true\n[timing]\nsamples = 3\nrounds = 3\nwarmup = 1\nmin_sample_s = 0.001\ncell_timeout_s = 60\n")
+        "verify = true\n[timing]\npasses = 2\nsamples = 2\nrounds = 2\nwarmup = 1\nmin_sample_s = 0.001\n"
+        "cell_timeout_s = 60\n")
     return path
 
 

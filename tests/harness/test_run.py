@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness import adapters, results, runner, suites
+from harness.cells import CellRecord
 from harness.cli import cli
 from tests.harness import faulty
 
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _suite_toml(path: Path, *, name: str = "t", models=("linear_regression",), frameworks=("reference",),
                 devices=("cpu",), batch_sizes=(4,), phases=("forward",), threads=(1,), samples: int = 3,
                 rounds: int = 3, min_sample_s: float = 0.001, cell_timeout_s: float = 60,
-                extra: str = "") -> Path:
+                extra: str = "", passes: int = 1) -> Path:
     def arr(values) -> str:
         return json.dumps(list(values))  # a JSON array of strings or integers is a TOML array
 
@@ -46,7 +47,8 @@ def _suite_toml(path: Path, *, name: str = "t", models=("linear_regression",), f
         f'dtypes = ["float32"]\nmodes = ["eager"]\n'
         f"batch_sizes = {arr(batch_sizes)}\nphases = {arr(phases)}\nthreads = {arr(threads)}\n"
         f"verify = true\n{extra}\n"
-        f"[timing]\nsamples = {samples}\nrounds = {rounds}\nwarmup = 1\nmin_sample_s = {min_sample_s}\n"
+        f"[timing]\npasses = {passes}\nsamples = {samples}\nrounds = {rounds}\nwarmup = 1\n"
+        f"min_sample_s = {min_sample_s}\n"
         f"cell_timeout_s = {cell_timeout_s}\n")
     return path
 
@@ -478,3 +480,95 @@ def test_malformed_suite_exits_2_and_creates_no_run(tmp_path, extra, replace, ke
     assert result.exit_code == 2, result.output
     assert str(path) in result.output and key in result.output, result.output
     assert not results_dir.exists() or not any(results_dir.iterdir())
+
+
+# --------------------------------------------------------------------------------------------
+# passes: fresh workers, a new group order each pass, samples stored by pass and round, resume
+
+
+def _passes_suite(tmp_path: Path, passes: int = 2):
+    return suites.load(_suite_toml(tmp_path / "passes.toml", name="passes", models=("linear_regression", "mlp"),
+                                   phases=("forward", "forward_backward"), samples=4, rounds=2, passes=passes))
+
+
+def test_each_sample_is_stored_with_its_pass_and_round(tmp_path):
+    suite = _passes_suite(tmp_path)
+    run_dir = runner.start_run(suite, tmp_path / "results")
+    summary = runner.run_suite(suite, run_dir)
+    assert summary.statuses == {"ok": 4}
+    run = results.read(run_dir)
+    assert isinstance(run.meta["shuffle_seed"], int)
+    for record in run.records.values():
+        assert record.passes_done == 2
+        assert record.sample_passes == (0, 0, 0, 0, 1, 1, 1, 1)
+        assert record.sample_rounds == (0, 0, 1, 1, 0, 0, 1, 1)
+        assert len(record.samples_s) == 8 and record.verified is True  # checked once, in the first pass
+    # and read back from disk the same, by a fresh reader
+    doc = json.loads((run_dir / "cells" / "mlp.reference.cpu.float32.eager.b4.forward.t1.json").read_text())
+    assert doc["sample_passes"] == [0, 0, 0, 0, 1, 1, 1, 1] and doc["passes_done"] == 2
+
+
+def test_each_pass_visits_the_groups_in_an_order_of_its_own(tmp_path):
+    suite = _passes_suite(tmp_path, passes=3)
+    run_dir = runner.start_run(suite, tmp_path / "results")
+    meta = results.read_run(run_dir)
+    results.write_run(run_dir, {**meta, "shuffle_seed": 7})  # a fixed draw: the test is deterministic
+    events: list[tuple] = []
+    runner.run_suite(suite, run_dir, progress=lambda event, **d: events.append((event, d)))
+    orders, current = [], None
+    for event, d in events:
+        if event == "pass":
+            current = []
+            orders.append(current)
+        elif event == "cell":
+            current.append(d["cell"].key)
+    assert len(orders) == 3 and all(sorted(o) == sorted(orders[0]) for o in orders)
+    assert len({tuple(o) for o in orders}) > 1, orders  # 4 groups: 24 orders, seed 7 draws different ones
+    assert [e for e, d in events if e == "pass"] == ["pass"] * 3
+
+
+def test_a_run_interrupted_between_passes_resumes_from_the_next_pass(tmp_path):
+    suite = _passes_suite(tmp_path)
+    run_dir = runner.start_run(suite, tmp_path / "results")
+
+    def stop_at_second_pass(event, **d):
+        if event == "pass" and d["index"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_suite(suite, run_dir, progress=stop_at_second_pass)
+    halfway = results.read(run_dir)
+    assert halfway.meta["status"] == "interrupted"
+    assert {r.passes_done for r in halfway.records.values()} == {1}
+    iters = {k: r.iters_per_sample for k, r in halfway.records.items()}
+    resumed_suite, _ = runner.resume_run(run_dir)
+    events = []
+    summary = runner.run_suite(resumed_suite, run_dir, progress=lambda event, **d: events.append((event, d)))
+    assert summary.done_before == 0 and summary.statuses == {"ok": 4}
+    assert [d["index"] for e, d in events if e == "pass"] == [1]  # pass 0 is not run again
+    for key, record in results.read(run_dir).records.items():
+        assert record.sample_passes == (0,) * 4 + (1,) * 4 and record.passes_done == 2
+        assert record.iters_per_sample == iters[key]  # the second pass reuses the first one's calibration
+
+
+def test_a_cell_file_from_before_passes_counts_as_one_complete_pass():
+    old = {"cell": {"model": "mlp", "framework": "torch", "device": "cpu", "dtype": "float32", "mode": "eager",
+                    "batch_size": 4, "phase": "forward", "threads": 1},
+           "status": "ok", "samples_s": [1e-3, 1.1e-3, 0.9e-3], "iters_per_sample": 5}
+    record = CellRecord.from_dict(old)
+    assert record.passes_done is None and runner.passes_done(record, 3) == 3  # not run again by a resume
+    assert record.sample_labels() == ((0, 0, 0), (0, 1, 2))
+    assert "sample_passes" not in record.to_dict() and "passes_done" not in record.to_dict()
+    with pytest.raises(ValueError, match="2 sample_passes for 3 samples"):
+        CellRecord.from_dict({**old, "sample_passes": [0, 0]})
+
+
+def test_loops_from_pins_the_iterations_per_sample(tmp_path):
+    suite = _passes_suite(tmp_path, passes=1)
+    first = runner.start_run(suite, tmp_path / "results", run_id="first")
+    runner.run_suite(suite, first)
+    pinned = {key: n * 3 for key, n in runner.loops_of(first).items()}
+    second = runner.start_run(suite, tmp_path / "results", run_id="second")
+    runner.run_suite(suite, second, loops=pinned)
+    got = {key: r.iters_per_sample for key, r in results.read(second).records.items()}
+    assert got == pinned

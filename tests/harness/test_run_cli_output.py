@@ -20,12 +20,13 @@ class _Terminal(io.StringIO):
 def test_terminal_progress_is_one_rewritten_line_with_counts_and_time_left():
     out = _Terminal()
     progress = _Progress(file=out)
-    progress("start", total=4, done=0, todo=4)
+    progress("start", total=4, done=0, todo=4, passes=2, work=8)  # the bar counts cell-passes
+    progress("pass", index=0, passes=2, cells=4)
     progress("cell", cell=CELL)
-    progress("done", cell=CELL, record=OK, done=1, total=4, elapsed=1.0)
+    progress("step", cell=CELL)
     text = out.getvalue()
     assert "\r" in text and "\n" not in text  # rewritten in place, never scrolled
-    assert "1/4" in text and CELL.key in text and "cells" in text
+    assert "1/8" in text and CELL.key in text and "cells x 2 passes" in text
     progress("finish", summary=None)
     assert out.getvalue().endswith("\n")  # the bar's last state stays on screen, the next line below it
 
@@ -33,15 +34,18 @@ def test_terminal_progress_is_one_rewritten_line_with_counts_and_time_left():
 def test_plain_progress_is_one_line_per_finished_cell():
     out = io.StringIO()
     progress = _Progress(file=out)
-    progress("start", total=2, done=1, todo=1)
+    progress("start", total=2, done=1, todo=1, passes=2, work=2)
+    progress("pass", index=1, passes=2, cells=1)
     progress("cell", cell=CELL)
+    progress("step", cell=CELL)
     progress("done", cell=CELL, record=OK, done=2, total=2, elapsed=1.0)
     progress("done", cell=CELL, record=CellRecord(CELL, "timeout", "no answer within 60 s"), done=2, total=2,
              elapsed=2.0)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("resuming: 1 of 2")
-    assert lines[1] == f"[2/2] {CELL.key}: median 2.000 ms over 3 samples"
-    assert lines[2].endswith("timeout: no answer within 60 s")
+    assert lines[1] == "pass 2 of 2: 1 cells"
+    assert lines[2] == f"[2/2] {CELL.key}: median 2.000 ms over 3 samples"
+    assert lines[3].endswith("timeout: no answer within 60 s")
     assert "\r" not in "".join(lines)
 
 

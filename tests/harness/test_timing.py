@@ -140,7 +140,7 @@ def test_prepare_is_excluded_from_the_samples():
     clock = FakeClock()
     run = Work(clock, first=FIRST)
     prepare = Work(clock, PREPARE, first=2 * FIRST, name="prepare")
-    m = timing.measure(Phase(run, prepare=prepare), samples=4, clock=clock)
+    m = timing.measure(Phase(run, prepare=prepare), samples=4, min_sample_s=0.01, clock=clock)
     assert m.first_call_s == FIRST
     assert m.samples_s == (D,) * 4
     # calibration counts timed time only: prepare, 16 times longer, does not shorten the count

@@ -1,0 +1,188 @@
+"""Are `bench compare`'s verdicts right on this machine? The figures of issue 10's "Done when", measured.
+
+    python scripts/validate_verdicts.py                    # 10 pairs: about 30 min on 2 cores
+    python scripts/validate_verdicts.py --pairs 3          # a first look
+    python scripts/validate_verdicts.py --part alone       # only the alone-against-together check
+
+It runs a small suite (mlp, lenet5, mnist_cnn; the reference and torch; batch 32 and 128;
+forward_backward and train_step: 24 cells, 3 passes) through `bench run`, many times, and reports:
+
+- A/A: 2 x PAIRS runs of identical code, compared in disjoint pairs: the share of cells flagged
+  slower or faster (the false alarms) and how many comparisons came out all green.
+- planted: PAIRS runs in which torch is exactly 10% slower (scripts/planted_slowdown.py busy-waits
+  10% of each timed call's own duration), and PAIRS with 5%, each compared with an A/A run: the
+  share of torch's cells flagged slower, and of the reference's cells flagged at all.
+- alone: one run of the reference, torch and TensorFlow together (mlp and mnist_cnn train steps
+  among them), and one of each framework alone: every cell's median together against alone, and
+  whether they differ by more than the two runs' CIs allow (no artifact of a neighbour may reach a
+  headline).
+
+Every run is a normal `bench run` in a subprocess; the compare is harness.compare at its defaults
+(threshold 5%, a `bench noise` calibration when one lies in the results folder: none is written
+here). Nothing is asserted: the figures are printed, as a table, with the machine they come from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness import compare, metadata, results  # noqa: E402
+
+PLANTED = "torch-planted"
+
+SUITE = """name = "verdicts"
+models = ["mlp", "lenet5", "mnist_cnn"]
+frameworks = {frameworks}
+devices = ["cpu"]
+dtypes = ["float32"]
+modes = ["eager"]
+batch_sizes = [32, 128]
+phases = {phases}
+threads = [2]
+verify = false
+
+[timing]
+passes = {passes}
+samples = 6
+rounds = 3
+warmup = 3
+cell_timeout_s = 120
+"""
+
+
+def _suite(folder: Path, name: str, frameworks: list[str], phases: list[str], passes: int, models=None) -> Path:
+    text = SUITE.format(frameworks=json.dumps(frameworks), phases=json.dumps(phases), passes=passes)
+    if models:
+        text = text.replace('models = ["mlp", "lenet5", "mnist_cnn"]', f"models = {json.dumps(models)}")
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def _run(suite: Path, out: Path, slowdown: float = 0.0) -> Path:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO / "scripts"), str(REPO), env.get("PYTHONPATH"))))
+    env["FWBENCH_ADAPTERS"] = f"{PLANTED}=planted_slowdown:PlantedTorchAdapter"
+    env["FWBENCH_PLANTED_SLOWDOWN"] = str(slowdown)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    before = set(out.iterdir()) if out.exists() else set()
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--results-dir", str(out),
+                           "--no-report"], env=env, capture_output=True, text=True)
+    (run,) = set(out.iterdir()) - before
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"bench run {suite} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    print(f"  {run.name}: {time.monotonic() - start:.0f} s{f' (torch {slowdown:+.0%})' if slowdown else ''}",
+          flush=True)
+    return run
+
+
+def _flags(c: compare.Comparison, framework: str | None = None) -> tuple[int, int]:
+    """(cells flagged slower or faster, cells compared), of one framework or of all."""
+    cells = [x for x in c.changes if framework is None or x.cell["framework"] == framework]
+    return sum(x.verdict in ("slower", "faster") for x in cells), len(cells)
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{k} of {n} ({k / n:.1%})" if n else "none"
+
+
+def verdicts(folder: Path, pairs: int, passes: int) -> list[tuple[str, str]]:
+    suite = _suite(folder, "verdicts", ["reference", PLANTED], ["forward_backward", "train_step"], passes)
+    out = folder / "verdicts"
+    rows = []
+    print(f"A/A: {2 * pairs} runs", flush=True)
+    base = [_run(suite, out) for _ in range(2 * pairs)]
+    comparisons = [compare.compare_runs(base[2 * i], base[2 * i + 1]) for i in range(pairs)]
+    flagged = [_flags(c) for c in comparisons]
+    k, n = sum(f[0] for f in flagged), sum(f[1] for f in flagged)
+    green = sum(f[0] == 0 and not c.failed for f, c in zip(flagged, comparisons, strict=True))
+    unknown = sum(len(c.unknown) for c in comparisons)
+    rows.append(("identical code: cells flagged slower or faster", _pct(k, n)))
+    rows.append(("identical code: comparisons all green", f"{green} of {pairs}"))
+    rows.append(("identical code: cells unknown (CI too wide to tell)", _pct(unknown, n)))
+    for slowdown in (0.10, 0.05):
+        print(f"planted {slowdown:.0%}: {pairs} runs", flush=True)
+        planted = [_run(suite, out, slowdown) for _ in range(pairs)]
+        cs = [compare.compare_runs(base[2 * i], planted[i]) for i in range(pairs)]
+        hit = sum(sum(x.verdict == "slower" for x in c.changes if x.cell["framework"] == PLANTED) for c in cs)
+        total = sum(_flags(c, PLANTED)[1] for c in cs)
+        other = [_flags(c, "reference") for c in cs]
+        rows.append((f"planted {slowdown:.0%} in torch: its cells flagged slower", _pct(hit, total)))
+        rows.append((f"planted {slowdown:.0%} in torch: other cells flagged",
+                     _pct(sum(o[0] for o in other), sum(o[1] for o in other))))
+        ratios = sorted(x.ratio for c in cs for x in c.changes if x.cell["framework"] == PLANTED)
+        if ratios:
+            rows.append((f"planted {slowdown:.0%} in torch: measured B/A (median, min-max)",
+                         f"{ratios[len(ratios) // 2]:.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f})"))
+    return rows
+
+
+def alone(folder: Path, passes: int) -> list[tuple[str, str]]:
+    frameworks = ["reference", "torch", "tensorflow"]
+    phases = ["forward", "train_step"]
+    models = ["mlp", "mnist_cnn"]
+    out = folder / "alone"
+    print("alone against together: 1 + 3 runs", flush=True)
+    together = _run(_suite(folder, "together", frameworks, phases, passes, models), out)
+    rows, worst = [], []
+    beyond = total = 0
+    for fw in frameworks:
+        solo = _run(_suite(folder, f"alone-{fw}", [fw], phases, passes, models), out)
+        c = compare.compare_runs(solo, together)
+        for x in c.changes:
+            total += 1
+            # beyond what the CIs allow: the ratio's own CI excludes 1 by more than the threshold
+            beyond += x.verdict in ("slower", "faster")
+            worst.append((abs(x.ratio - 1), x.key, x.ratio, x.ci_low, x.ci_high))
+    worst.sort(reverse=True)
+    rows.append(("together vs alone: cells that differ (slower or faster)", _pct(beyond, total)))
+    for _, key, ratio, low, high in worst[:3]:
+        rows.append((f"  largest: {key}", f"{ratio - 1:+.1%} [{low - 1:+.1%}, {high - 1:+.1%}]"))
+    table = results.load(together)
+    for model in ("mlp", "mnist_cnn"):
+        key = f"{model}.tensorflow.cpu.float32.eager.b128.train_step.t2"
+        row = table[table["key"] == key]
+        if len(row):
+            rows.append((f"  together: {key}", f"{float(row['median_s'].iloc[0]) * 1e3:.2f} ms"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=10, help="pairs of A/A runs, and planted runs of each size")
+    parser.add_argument("--passes", type=int, default=3, help="passes per run")
+    parser.add_argument("--part", choices=["all", "verdicts", "alone"], default="all")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
+    args = parser.parse_args()
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="fwbench-verdicts-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    env = metadata.environment()
+    started = time.monotonic()
+    rows: list[tuple[str, str]] = []
+    if args.part in ("all", "verdicts"):
+        rows += verdicts(folder, args.pairs, args.passes)
+    if args.part in ("all", "alone"):
+        rows += alone(folder, args.passes)
+    cpu = env.get("cpu") or {}
+    print(f"\nmachine: {cpu.get('model')}, {cpu.get('logical_cores')} cores; torch "
+          f"{(env.get('packages') or {}).get('torch')}; {args.pairs} pairs, {args.passes} passes a run; "
+          f"{time.monotonic() - started:.0f} s; runs in {folder}")
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"| {name:<{width}} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
