@@ -29,6 +29,7 @@ stderr), the worker is restarted, and the run goes on.
 
 from __future__ import annotations
 
+import math
 import random
 import tempfile
 import time
@@ -37,8 +38,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import metadata, results
+from . import levels, metadata, results
 from .cells import Cell, CellRecord
+from .distributions import t_quantile
 from .suites import Suite
 from .workers import Pool, Worker, WorkerDied, WorkerTimeout
 
@@ -111,8 +113,9 @@ class _Open:
     and the time spent on a neighbour (a hanging one above all) must not count against this one.
     """
 
-    def __init__(self, cell: Cell, worker: Worker, left_s: float, record: CellRecord, t0: float) -> None:
+    def __init__(self, cell: Cell, worker: Worker, left_s: float, record: CellRecord, t0: float, side) -> None:
         self.cell, self.worker, self.left_s, self.record, self.t0 = cell, worker, left_s, record, t0
+        self.side = side
         self.samples_s: list[float] = []
         self.rounds: list[int] = []  # the round of each sample, in this pass
 
@@ -124,7 +127,7 @@ class _Open:
             self.left_s -= time.monotonic() - start
 
 
-def _peaks(suite: Suite, workers: Pool, timeout_s: float) -> dict:
+def _peaks(suite: Suite, workers: Pool, timeout_s: float, side: str | None = None, python: str | None = None) -> dict:
     """The float32 matrix-multiply peak of each device, measured once per run (with the suite's
     largest thread count on the CPU)."""
     peaks: dict = {}
@@ -135,13 +138,13 @@ def _peaks(suite: Suite, workers: Pool, timeout_s: float) -> dict:
             continue
         cell = Cell(suite.models[0], framework, device, "float32", "eager", 1, "forward", threads)
         try:
-            worker, setup = workers.get(cell, timeout_s)
+            worker, setup = workers.get(cell, timeout_s, side, python)
             if not setup.get("available"):
                 continue
             workers.focus(worker)
             reply = worker.request({"op": "peak", "device": device}, timeout_s)
         except (WorkerDied, WorkerTimeout):
-            workers.discard(cell)
+            workers.discard(cell, side)
             continue
         if reply.get("ok"):
             peaks["cpu" if device == "cpu" else device] = reply["gflops"]
@@ -164,6 +167,18 @@ def loops_of(run_dir: str | Path) -> dict[str, int]:
             if record.status == "ok" and record.iters_per_sample}
 
 
+@dataclass(slots=True)
+class _Side:
+    """One run being measured: the whole of a plain `bench run`, or one of `bench ab`'s two
+    environments (`python`: its interpreter), whose workers take turns with the other's."""
+
+    run: results.Run
+    summary: RunSummary
+    name: str | None = None
+    python: str | None = None
+    loops: dict[str, int] = field(default_factory=dict)
+
+
 def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = None,
               extra_env: dict[str, str] | None = None, loops: dict[str, int] | None = None) -> RunSummary:
     """Measure every cell of `suite` not yet in `run_dir`, in the suite's passes. Raises
@@ -176,114 +191,159 @@ def run_suite(suite: Suite, run_dir: str | Path, *, progress: Progress | None = 
 
     The run folder is read once, at the start; what the run adds is kept in memory as it is written,
     so the summary's `run` is the whole run without reading it back."""
+    return run_sides(suite, {None: (run_dir, None)}, progress=progress, extra_env=extra_env, loops=loops)[None]
+
+
+def run_sides(suite: Suite, sides: dict[str | None, tuple[str | Path, str | None]], *,
+              progress: Progress | None = None, extra_env: dict[str, str] | None = None,
+              loops: dict[str, int] | None = None) -> dict[str | None, RunSummary]:
+    """run_suite for several runs of one suite at once, each side {name: (run_dir, python)} with its
+    own workers (in its own interpreter when `python` is given), every cell of every side in the
+    same groups and rounds: `bench ab`. The first side's shuffle_seed orders every side's passes."""
     progress = progress or (lambda event, **details: None)
-    run = results.read(run_dir)
     timing = suite.timing
     passes = timing.passes
     cells = suite.cells()
-    left = [c for c in cells if passes_done(run.records.get(c.key), passes) < passes]
-    summary = RunSummary(run.path, len(cells), len(cells) - len(left), run=run)
+    state = []
+    for name, (run_dir, python) in sides.items():
+        run = results.read(run_dir)
+        left = sum(passes_done(run.records.get(c.key), passes) < passes for c in cells)
+        state.append(_Side(run, RunSummary(run.path, len(cells), len(cells) - left, run=run), name, python))
+    first_side = state[0]
+    if "shuffle_seed" not in first_side.run.meta:
+        first_side.run.meta["shuffle_seed"] = random.SystemRandom().randrange(2**32)
+    seed = first_side.run.meta["shuffle_seed"]
+    for side in state:
+        side.run.meta["shuffle_seed"] = seed
+        if loops:  # kept in run.json: a resumed run pins the same loops
+            side.run.meta["loops"] = dict(sorted(loops.items()))
+        side.loops = side.run.meta.get("loops") or {}
     workers = Pool(extra_env)
     # The timed batches and the reference's results on them, shared by the workers of every
     # framework (harness.verify): computed once per model and batch, not once per worker.
     shared = tempfile.TemporaryDirectory(prefix="fwbench-reference-")
     started = time.monotonic()
-    if "shuffle_seed" not in run.meta:
-        run.meta["shuffle_seed"] = random.SystemRandom().randrange(2**32)
-    if loops:  # kept in run.json: a resumed run pins the same loops
-        run.meta["loops"] = dict(sorted(loops.items()))
-    loops = run.meta.get("loops") or {}
-    seed = run.meta["shuffle_seed"]
-    work = sum(passes - passes_done(run.records.get(c.key), passes) for c in left)
-    progress("start", total=len(cells), done=summary.done_before, todo=len(left), passes=passes, work=work)
-    n_done = summary.done_before
 
-    def keep(record: CellRecord, final: bool) -> None:
+    def done_of(side: _Side, cell: Cell) -> int:
+        return passes_done(side.run.records.get(cell.key), passes)
+
+    left = [c for c in cells if any(done_of(side, c) < passes for side in state)]
+    work = sum(passes - done_of(side, c) for side in state for c in cells)
+    total = len(cells) * len(state)
+    n_done = sum(side.summary.done_before for side in state)
+    progress("start", total=total, done=n_done, todo=total - n_done, passes=passes, work=work)
+
+    def keep(side: _Side, record: CellRecord, final: bool) -> None:
         nonlocal n_done
-        results.write_cell(run.path, record.key, record)
-        run.records[record.key] = record
+        results.write_cell(side.run.path, record.key, record)
+        side.run.records[record.key] = record
         progress("step", cell=record.cell)
         if final:
             n_done += 1
-            summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
-            progress("done", cell=record.cell, record=record, done=n_done, total=len(cells),
+            side.summary.statuses[record.status] = side.summary.statuses.get(record.status, 0) + 1
+            progress("done", cell=record.cell, record=record, done=n_done, total=total,
                      elapsed=time.monotonic() - started)
 
+    interrupted = failed = False
     try:
-        if left and not run.meta.get("peak_gflops"):
-            run.meta["peak_gflops"] = _peaks(suite, workers, timing.cell_timeout_s)
-        results.write_run(run.path, run.meta)
-        first = min((passes_done(run.records.get(c.key), passes) for c in left), default=passes)
+        for side in state:
+            if left and not side.run.meta.get("peak_gflops"):
+                side.run.meta["peak_gflops"] = _peaks(suite, workers, timing.cell_timeout_s, side.name, side.python)
+            results.write_run(side.run.path, side.run.meta)
+        first = min((done_of(side, c) for side in state for c in left), default=passes)
         for p in range(first, passes):
-            this = [c for c in left if passes_done(run.records.get(c.key), passes) == p]
+            this = [c for c in left if any(done_of(side, c) == p for side in state)]
             if not this:
                 continue
-            progress("pass", index=p, passes=passes, cells=len(this))
+            progress("pass", index=p, passes=passes, cells=len(this) * len(state))
             groups = _groups(this)
             rng = random.Random(f"{seed}:{p}")
             rng.shuffle(groups)
             for group in groups:
+                entries = [(side, cell) for cell in group for side in state if done_of(side, cell) == p]
                 if timing.budget_s is not None and time.monotonic() - started > timing.budget_s:
-                    for cell in group:  # a cell with passes behind it keeps them
+                    for side, cell in entries:  # a cell with passes behind it keeps them
                         spent = f"the suite's time budget of {timing.budget_s:g} s was spent"
-                        keep(run.records.get(cell.key) or _base(cell, "skipped", spent), final=True)
+                        keep(side, side.run.records.get(cell.key) or _base(cell, "skipped", spent), final=True)
                     continue
-                _measure_group(group, p, suite, workers, run.records, loops, shared.name, rng, keep, progress)
+                _measure_group(entries, p, suite, workers, shared.name, rng, keep, progress)
             workers.close()  # fresh processes for the next pass
     except KeyboardInterrupt:
-        summary.interrupted = True
+        interrupted = True
         raise
     except BaseException:
-        summary.failed = True
+        failed = True
         raise
     finally:
         workers.close()
         shared.cleanup()
-        run.records = dict(sorted(run.records.items()))
-        run.meta["status"] = "interrupted" if summary.interrupted else "failed" if summary.failed else "finished"
-        run.meta["finished"] = _now()
-        results.write_run(run.path, run.meta)
-        results.write_table(run)
-        summary.seconds = time.monotonic() - started
-        progress("finish", summary=summary)
-    return summary
+        for side in state:
+            run, summary = side.run, side.summary
+            summary.interrupted, summary.failed = interrupted, failed
+            run.records = dict(sorted(run.records.items()))
+            run.meta["status"] = "interrupted" if interrupted else "failed" if failed else "finished"
+            run.meta["finished"] = _now()
+            results.write_run(run.path, run.meta)
+            results.write_table(run)
+            summary.seconds = time.monotonic() - started
+        progress("finish", summary=state[0].summary)
+    return {side.name: side.summary for side in state}
 
 
-def _measure_group(group: list[Cell], p: int, suite: Suite, workers: Pool, records: dict[str, CellRecord],
-                   loops: dict[str, int], cache_dir: str, rng: random.Random, keep, progress) -> None:
+def _measure_group(entries: list[tuple[_Side, Cell]], p: int, suite: Suite, workers: Pool, cache_dir: str,
+                   rng: random.Random, keep, progress) -> None:
     """Pass `p` of one group: open each cell in its worker, take the pass's rounds with the workers in
     a new order each round (the others stopped), close, and keep each cell with its samples so far."""
     timing = suite.timing
     opened: list[_Open] = []
-    for cell in group:
+    for side, cell in entries:
         progress("cell", cell=cell)
-        prior = records.get(cell.key)
-        iters = prior.iters_per_sample if prior is not None else loops.get(cell.key)
-        entry = _open(cell, workers, suite, timing.cell_timeout_s, cache_dir,
-                      verify=suite.verify and prior is None, iters_per_sample=iters)
+        prior = side.run.records.get(cell.key)
+        iters = prior.iters_per_sample if prior is not None else side.loops.get(cell.key)
+        entry = _open(cell, workers, suite, timing.cell_timeout_s, cache_dir, verify=suite.verify and prior is None,
+                      iters_per_sample=iters, side=side)
         if isinstance(entry, _Open):
             opened.append(entry)
         else:
-            keep(_in_pass(entry, p, suite.timing.passes), final=True)
-    for r, k in enumerate(timing.round_sizes):
-        rng.shuffle(opened)
-        for entry in list(opened):
+            keep(side, _in_pass(entry, p, timing.passes), final=True)
+    sizes = timing.round_sizes
+    last = timing.max_rounds or len(sizes)
+    for r in range(last):
+        # the planned rounds for every cell; then more, for the cells still loose (budgets)
+        todo = list(opened) if r < len(sizes) else [e for e in opened if not _tight(e, timing.target_ci)]
+        if not todo:
+            break
+        k = sizes[min(r, len(sizes) - 1)]
+        rng.shuffle(todo)
+        for entry in todo:
             workers.focus(entry.worker)
             if timing.cooldown_s:
                 time.sleep(timing.cooldown_s)
             failed = _sample(entry, k, workers)
             if failed is not None:
                 opened.remove(entry)
-                keep(_in_pass(failed, p, timing.passes), final=True)
+                keep(entry.side, _in_pass(failed, p, timing.passes), final=True)
             else:
                 entry.rounds.extend([r] * k)
     for entry in opened:
         record = _close(entry, workers)
         if record.status == "ok":
-            record = _merge(records.get(entry.cell.key), record, p, entry.rounds)
+            record = _merge(entry.side.run.records.get(entry.cell.key), record, p, entry.rounds)
         else:
             record = _in_pass(record, p, timing.passes)
-        keep(record, final=record.status != "ok" or record.passes_done >= timing.passes)
+        keep(entry.side, record, final=record.status != "ok" or record.passes_done >= timing.passes)
+
+
+def _tight(entry: _Open, target: float) -> bool:
+    """Whether a cell's median in this pass is known to within ±target: a t interval (95%) over the
+    logs of its round medians so far, from at least 3 rounds."""
+    medians = levels.round_medians(entry.samples_s, [0] * len(entry.rounds), entry.rounds)
+    logs = [math.log(v) for v in medians.values() if v > 0]
+    if len(logs) < 3:
+        return False
+    mean = sum(logs) / len(logs)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (len(logs) - 1))
+    return t_quantile(0.975, len(logs) - 1) * sd / math.sqrt(len(logs)) <= target
 
 
 def _in_pass(record: CellRecord, p: int, passes: int) -> CellRecord:
@@ -310,18 +370,18 @@ def _merge(prior: CellRecord | None, new: CellRecord, p: int, rounds: list[int])
     )
 
 
-def _failure(cell: Cell, error: Exception, t0: float, workers: Pool) -> CellRecord:
-    workers.discard(cell)
+def _failure(cell: Cell, error: Exception, t0: float, workers: Pool, side: str | None = None) -> CellRecord:
+    workers.discard(cell, side)
     status = "timeout" if isinstance(error, WorkerTimeout) else error.kind
     return _base(cell, status, str(error), stderr_tail=error.stderr_tail, seconds=time.monotonic() - t0)
 
 
 def _open(cell: Cell, workers: Pool, suite: Suite, timeout_s: float, cache_dir: str, *, verify: bool,
-          iters_per_sample: int | None) -> _Open | CellRecord:
+          iters_per_sample: int | None, side: _Side) -> _Open | CellRecord:
     t0 = time.monotonic()
     deadline = t0 + timeout_s
     try:
-        worker, setup = workers.get(cell, timeout_s)
+        worker, setup = workers.get(cell, timeout_s, side.name, side.python)
         workers.focus(worker)
         if not setup.get("ok", True):  # the adapter could not even be loaded in the worker
             return _base(cell, "error", setup.get("error", ""), stderr_tail=worker.stderr_tail(800),
@@ -332,7 +392,7 @@ def _open(cell: Cell, workers: Pool, suite: Suite, timeout_s: float, cache_dir: 
                                 "verify": verify, "seed": 0, "cache_dir": cache_dir,
                                 "iters_per_sample": iters_per_sample}, deadline - time.monotonic())
     except (WorkerDied, WorkerTimeout) as e:
-        return _failure(cell, e, t0, workers)
+        return _failure(cell, e, t0, workers, side.name)
     if not reply.get("ok"):
         status = {"skipped": "skipped", "oom": "oom"}.get(reply.get("kind"), "error")
         return _base(cell, status, reply.get("error", ""), stderr_tail=worker.stderr_tail(800),
@@ -343,7 +403,7 @@ def _open(cell: Cell, workers: Pool, suite: Suite, timeout_s: float, cache_dir: 
     record = _base(cell, "ok", threads_applied=applied, threads_verified=threads_verified).replace(**reply["record"])
     if record.check is not None:
         record = record.replace(verified=record.check["status"] == "pass")
-    return _Open(cell, worker, deadline - time.monotonic(), record, t0)
+    return _Open(cell, worker, deadline - time.monotonic(), record, t0, side)
 
 
 def _sample(entry: _Open, k: int, workers: Pool) -> CellRecord | None:
@@ -351,7 +411,7 @@ def _sample(entry: _Open, k: int, workers: Pool) -> CellRecord | None:
     try:
         reply = entry.request({"op": "sample", "k": k})
     except (WorkerDied, WorkerTimeout) as e:
-        return _failure(entry.cell, e, entry.t0, workers)
+        return _failure(entry.cell, e, entry.t0, workers, entry.side.name)
     if not reply.get("ok"):
         status = "oom" if reply.get("kind") == "oom" else "error"
         return _base(entry.cell, status, reply.get("error", ""), seconds=time.monotonic() - entry.t0)
@@ -363,6 +423,6 @@ def _close(entry: _Open, workers: Pool) -> CellRecord:
     try:
         reply = entry.request({"op": "close"}, at_least_s=5.0)
     except (WorkerDied, WorkerTimeout) as e:
-        return _failure(entry.cell, e, entry.t0, workers)
+        return _failure(entry.cell, e, entry.t0, workers, entry.side.name)
     return entry.record.replace(samples_s=tuple(entry.samples_s), seconds=time.monotonic() - entry.t0,
                                 **reply.get("record", {}))

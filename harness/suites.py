@@ -21,6 +21,8 @@ are their product, less the excluded combinations:
                                         # taking every cell's samples and rounds below once more
     samples = 10                        # samples per cell and pass, spread over `rounds` interleaved rounds
     rounds = 5                          # samples >= rounds; the first samples % rounds rounds get one more
+    max_rounds = 10                     # optional: a cell still loose after `rounds` takes more, up to this,
+    target_ci = 0.02                    #   until its pass median is known to within ±target_ci
     warmup = 3                          # warm-up calls after the first call
     min_sample_s = 0.005                # a sample lasts at least this long (iterations calibrated)
     cell_timeout_s = 120                # a cell (build, first call, all its samples) past this is a timeout
@@ -241,6 +243,12 @@ class Timing:
     min_sample_s: float = MIN_SAMPLE_S
     cell_timeout_s: float = 120.0
     budget_s: float | None = None
+    # Budgets: after its `rounds`, a cell that is still loose takes more rounds in the pass, up to
+    # max_rounds, until its pass median is known to within ±target_ci (a t interval over its round
+    # medians). The rule looks at the cell's own spread only, never at a difference with another
+    # cell (sampling until a difference turns significant would bias every verdict).
+    max_rounds: int | None = None  # None: no more than `rounds`
+    target_ci: float = 0.02
     # Idle time before each round's request to a worker. The other workers are stopped (SIGSTOP)
     # while one is timed, so their thread pools cannot spin on its cores: measured, a spinning
     # neighbour costs nothing then (tests/harness/test_quiet.py), and the default is no wait.
@@ -261,6 +269,12 @@ class Timing:
                 raise SuiteError(f"expected a positive number of seconds, got {value!r}", key=f"timing.{name}")
         if not _is_number(self.cooldown_s) or self.cooldown_s < 0:
             raise SuiteError(f"expected a number of seconds >= 0, got {self.cooldown_s!r}", key="timing.cooldown_s")
+        if self.max_rounds is not None and (not _is_int(self.max_rounds) or self.max_rounds < self.rounds):
+            raise SuiteError(f"expected an integer >= rounds ({self.rounds}), got {self.max_rounds!r}",
+                             key="timing.max_rounds")
+        if not _is_number(self.target_ci) or not 0 < self.target_ci < 1:
+            raise SuiteError(f"expected a fraction between 0 and 1 (0.02: ±2%), got {self.target_ci!r}",
+                             key="timing.target_ci")
         if self.samples < self.rounds:
             raise SuiteError(f"{self.samples} samples cannot fill {self.rounds} rounds: samples must be >= rounds "
                              f"(lower rounds or raise samples)", key="timing.samples")
@@ -273,8 +287,9 @@ class Timing:
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if out["budget_s"] is None:
-            del out["budget_s"]  # TOML has no null: an absent budget is no budget
+        for name in ("budget_s", "max_rounds"):
+            if out[name] is None:
+                del out[name]  # TOML has no null: absent is the default
         return out
 
 

@@ -41,6 +41,25 @@ def thread_environment(threads: int) -> dict[str, str]:
 SPIN_ENV = {"OPENBLAS_THREAD_TIMEOUT": "20"}
 
 
+def code_path() -> str:
+    """A folder holding this fwbench's own packages (harness, reference_impl) and nothing else, for
+    another environment's interpreter to import them from without seeing this environment's
+    site-packages (bench ab: each side's frameworks are its own). Made once per process."""
+    global _CODE_PATH
+    if _CODE_PATH is None:
+        from pathlib import Path
+
+        folder = Path(tempfile.mkdtemp(prefix="fwbench-code-"))
+        for package in ("harness", "reference_impl"):
+            source = Path(__import__(package).__file__).resolve().parent
+            (folder / package).symlink_to(source, target_is_directory=True)
+        _CODE_PATH = str(folder)
+    return _CODE_PATH
+
+
+_CODE_PATH: str | None = None
+
+
 class WorkerDied(RuntimeError):
     """The worker process ended; `kind` is 'crashed' or 'oom', `stderr_tail` its last words."""
 
@@ -58,10 +77,13 @@ class WorkerTimeout(RuntimeError):
 class Worker:
     """The parent's handle on one worker process."""
 
-    def __init__(self, framework: str, device: str, threads: int, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, framework: str, device: str, threads: int, extra_env: dict[str, str] | None = None, *,
+                 python: str | None = None) -> None:
         self.framework, self.device, self.threads = framework, device, threads
         env = {**SPIN_ENV, **os.environ, **thread_environment(threads), **(extra_env or {}),
                "FWBENCH_PARENT_PID": str(os.getpid())}
+        if python is not None:  # another environment's interpreter, running this fwbench's code (bench ab)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, (code_path(), env.get("PYTHONPATH"))))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         # oneDNN changes TensorFlow's CPU speed ~2x here: never leave it to a default nobody records.
         env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -69,7 +91,7 @@ class Worker:
         # A session of its own: a Ctrl-C at the terminal reaches the parent only, which then stops
         # the workers itself, after keeping every finished cell.
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker_main"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [python or sys.executable, "-m", "harness.worker_main"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._stderr, env=env, start_new_session=True,
         )
         self._buffer = b""
@@ -176,13 +198,14 @@ class Pool:
         self._setup: dict[tuple, dict] = {}
         self.extra_env = extra_env
 
-    def get(self, cell, timeout_s: float) -> tuple[Worker, dict]:
-        key = (cell.framework, cell.device, cell.threads)
+    def get(self, cell, timeout_s: float, side: str | None = None, python: str | None = None) -> tuple[Worker, dict]:
+        """The worker of a cell (of `side`, run by `python`, for `bench ab`), started when needed."""
+        key = (side, cell.framework, cell.device, cell.threads)
         worker = self._workers.get(key)
         if worker is None or not worker.alive:
             if worker is not None:
                 worker.close()
-            worker = Worker(cell.framework, cell.device, cell.threads, self.extra_env)
+            worker = Worker(cell.framework, cell.device, cell.threads, self.extra_env, python=python)
             self._workers[key] = worker
             self._setup[key] = worker.request({"op": "setup", "framework": cell.framework,
                                                "threads": cell.threads}, timeout_s)
@@ -195,8 +218,8 @@ class Pool:
                 other.pause()
         worker.resume()
 
-    def discard(self, cell) -> None:
-        worker = self._workers.pop((cell.framework, cell.device, cell.threads), None)
+    def discard(self, cell, side: str | None = None) -> None:
+        worker = self._workers.pop((side, cell.framework, cell.device, cell.threads), None)
         if worker is not None:
             worker.kill()
             worker.close()

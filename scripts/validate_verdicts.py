@@ -7,6 +7,8 @@
 It runs a small suite (mlp, lenet5, mnist_cnn; the reference and torch; batch 32 and 128;
 forward_backward and train_step: 24 cells, 3 passes) through `bench run`, many times, and reports:
 
+- bench noise: 3 runs of their own calibrate the machine's floors first (as a user would), and
+  every comparison below uses that calibration.
 - A/A: 2 x PAIRS runs of identical code, compared in disjoint pairs: the share of cells flagged
   slower or faster (the false alarms) and how many comparisons came out all green.
 - planted: PAIRS runs in which torch is exactly 10% slower (scripts/planted_slowdown.py busy-waits
@@ -18,8 +20,8 @@ forward_backward and train_step: 24 cells, 3 passes) through `bench run`, many t
   headline).
 
 Every run is a normal `bench run` in a subprocess; the compare is harness.compare at its defaults
-(threshold 5%, a `bench noise` calibration when one lies in the results folder: none is written
-here). Nothing is asserted: the figures are printed, as a table, with the machine they come from.
+(threshold 5%, raised to the calibration's floors), and again with --relative-to reference, from
+the same runs. Nothing is asserted: the figures are printed, as a table, with the machine they come from.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness import compare, metadata, results  # noqa: E402
+from harness import compare, metadata, noise, results  # noqa: E402
 
 PLANTED = "torch-planted"
 
@@ -55,6 +57,7 @@ verify = false
 passes = {passes}
 samples = 6
 rounds = 3
+max_rounds = 9
 warmup = 3
 cell_timeout_s = 120
 """
@@ -98,34 +101,49 @@ def _pct(k: int, n: int) -> str:
     return f"{k} of {n} ({k / n:.1%})" if n else "none"
 
 
-def verdicts(folder: Path, pairs: int, passes: int) -> list[tuple[str, str]]:
+def verdicts(folder: Path, pairs: int, passes: int, calibration_runs: int) -> list[tuple[str, str]]:
     suite = _suite(folder, "verdicts", ["reference", PLANTED], ["forward_backward", "train_step"], passes)
     out = folder / "verdicts"
     rows = []
+    print(f"bench noise: {calibration_runs} runs of their own", flush=True)
+    calibration = noise.write(noise.calibrate([_run(suite, folder / "noise") for _ in range(calibration_runs)]),
+                              folder / "noise")
+    doc = noise.read(calibration)
+    rows.append(("noise floors (bench noise, 95% quantile)",
+                 ", ".join(f"{k.split('.cpu')[0]} {v:.1%}" for k, v in doc["floors"].items())))
     print(f"A/A: {2 * pairs} runs", flush=True)
     base = [_run(suite, out) for _ in range(2 * pairs)]
-    comparisons = [compare.compare_runs(base[2 * i], base[2 * i + 1]) for i in range(pairs)]
-    flagged = [_flags(c) for c in comparisons]
-    k, n = sum(f[0] for f in flagged), sum(f[1] for f in flagged)
-    green = sum(f[0] == 0 and not c.failed for f, c in zip(flagged, comparisons, strict=True))
-    unknown = sum(len(c.unknown) for c in comparisons)
-    rows.append(("identical code: cells flagged slower or faster", _pct(k, n)))
-    rows.append(("identical code: comparisons all green", f"{green} of {pairs}"))
-    rows.append(("identical code: cells unknown (CI too wide to tell)", _pct(unknown, n)))
-    for slowdown in (0.10, 0.05):
+    planted = {s: [] for s in (0.10, 0.05)}
+    for slowdown in planted:
         print(f"planted {slowdown:.0%}: {pairs} runs", flush=True)
-        planted = [_run(suite, out, slowdown) for _ in range(pairs)]
-        cs = [compare.compare_runs(base[2 * i], planted[i]) for i in range(pairs)]
-        hit = sum(sum(x.verdict == "slower" for x in c.changes if x.cell["framework"] == PLANTED) for c in cs)
-        total = sum(_flags(c, PLANTED)[1] for c in cs)
-        other = [_flags(c, "reference") for c in cs]
-        rows.append((f"planted {slowdown:.0%} in torch: its cells flagged slower", _pct(hit, total)))
-        rows.append((f"planted {slowdown:.0%} in torch: other cells flagged",
-                     _pct(sum(o[0] for o in other), sum(o[1] for o in other))))
-        ratios = sorted(x.ratio for c in cs for x in c.changes if x.cell["framework"] == PLANTED)
-        if ratios:
-            rows.append((f"planted {slowdown:.0%} in torch: measured B/A (median, min-max)",
-                         f"{ratios[len(ratios) // 2]:.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f})"))
+        planted[slowdown] = [_run(suite, out, slowdown) for _ in range(pairs)]
+    for relative in (None, "reference"):
+        tag = " (--relative-to reference)" if relative else ""
+
+        def cmp(a, b, relative=relative):
+            return compare.compare_runs(a, b, noise_file=calibration, relative_to=relative)
+
+        comparisons = [cmp(base[2 * i], base[2 * i + 1]) for i in range(pairs)]
+        flagged = [_flags(c) for c in comparisons]
+        k, n = sum(f[0] for f in flagged), sum(f[1] for f in flagged)
+        green = sum(f[0] == 0 and not c.failed for f, c in zip(flagged, comparisons, strict=True))
+        unknown = sum(len(c.unknown) for c in comparisons)
+        rows.append((f"identical code{tag}: cells flagged slower or faster", _pct(k, n)))
+        rows.append((f"identical code{tag}: comparisons all green", f"{green} of {pairs}"))
+        rows.append((f"identical code{tag}: cells unknown (CI too wide to tell)", _pct(unknown, n)))
+        for slowdown, runs in planted.items():
+            cs = [cmp(base[2 * i], runs[i]) for i in range(pairs)]
+            hit = sum(sum(x.verdict == "slower" for x in c.changes if x.cell["framework"] == PLANTED) for c in cs)
+            total = sum(_flags(c, PLANTED)[1] for c in cs)
+            rows.append((f"planted {slowdown:.0%}{tag}: torch's cells flagged slower", _pct(hit, total)))
+            if not relative:  # relative to the reference, the reference's own cells are not compared
+                other = [_flags(c, "reference") for c in cs]
+                rows.append((f"planted {slowdown:.0%}{tag}: the reference's cells flagged",
+                             _pct(sum(o[0] for o in other), sum(o[1] for o in other))))
+            ratios = sorted(x.ratio for c in cs for x in c.changes if x.cell["framework"] == PLANTED)
+            if ratios:
+                rows.append((f"planted {slowdown:.0%}{tag}: torch's B/A (median, min-max)",
+                             f"{ratios[len(ratios) // 2]:.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f})"))
     return rows
 
 
@@ -164,6 +182,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=10, help="pairs of A/A runs, and planted runs of each size")
     parser.add_argument("--passes", type=int, default=3, help="passes per run")
     parser.add_argument("--part", choices=["all", "verdicts", "alone"], default="all")
+    parser.add_argument("--calibration-runs", type=int, default=3, help="runs of `bench noise` before the pairs")
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="fwbench-verdicts-"))
@@ -172,16 +191,22 @@ def main() -> None:
     started = time.monotonic()
     rows: list[tuple[str, str]] = []
     if args.part in ("all", "verdicts"):
-        rows += verdicts(folder, args.pairs, args.passes)
+        rows += verdicts(folder, args.pairs, args.passes, args.calibration_runs)
+        _table(rows)  # already, in case the next part fails
     if args.part in ("all", "alone"):
         rows += alone(folder, args.passes)
     cpu = env.get("cpu") or {}
     print(f"\nmachine: {cpu.get('model')}, {cpu.get('logical_cores')} cores; torch "
           f"{(env.get('packages') or {}).get('torch')}; {args.pairs} pairs, {args.passes} passes a run; "
           f"{time.monotonic() - started:.0f} s; runs in {folder}")
+    _table(rows)
+
+
+def _table(rows: list[tuple[str, str]]) -> None:
     width = max(len(r[0]) for r in rows)
+    print(f"| {'measured':<{width}} | |\n|{'-' * (width + 2)}|---|")
     for name, value in rows:
-        print(f"| {name:<{width}} | {value} |")
+        print(f"| {name:<{width}} | {value} |", flush=True)
 
 
 if __name__ == "__main__":

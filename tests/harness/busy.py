@@ -59,7 +59,28 @@ class BusyAdapter(ReferenceAdapter):
         return model
 
 
-ADAPTERS = {"steady": f"{__name__}:BusyAdapter", "slowed": f"{__name__}:BusyAdapter"}
+class _JitteryModel(_BusyModel):
+    def timing_phase(self, phase, x, y):
+        import random
+
+        timed = super().timing_phase(phase, x, y)
+        rng = random.Random(0)
+        base = BASE_S[phase]
+        return dataclasses.replace(timed, run=lambda: _spin(base * rng.uniform(0.5, 1.5)),
+                                   how="a busy-wait of a random length, +-50%")
+
+
+class JitteryAdapter(BusyAdapter):
+    """A busy-wait whose every call lasts a random 50-150% of BusyAdapter's: a cell that stays loose."""
+
+    def build(self, spec, weights, *, device="cpu", dtype="float32", mode="eager"):
+        model = super().build(spec, weights, device=device, dtype=dtype, mode=mode)
+        model.__class__ = _JitteryModel
+        return model
+
+
+ADAPTERS = {"steady": f"{__name__}:BusyAdapter", "slowed": f"{__name__}:BusyAdapter",
+            "jittery": f"{__name__}:JitteryAdapter"}
 
 
 # --------------------------------------------------------------------------------------------

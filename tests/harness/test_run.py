@@ -572,3 +572,24 @@ def test_loops_from_pins_the_iterations_per_sample(tmp_path):
     runner.run_suite(suite, second, loops=pinned)
     got = {key: r.iters_per_sample for key, r in results.read(second).records.items()}
     assert got == pinned
+
+
+def test_a_loose_cell_takes_more_rounds_up_to_its_budget_and_a_tight_one_does_not(tmp_path):
+    from tests.harness import busy
+
+    suite_file = _suite_toml(tmp_path / "budget.toml", name="budget", frameworks=("steady", "jittery"), samples=3,
+                             rounds=3, min_sample_s=0.0005, extra="", passes=2)
+    text = suite_file.read_text().replace("[timing]\n", "[timing]\nmax_rounds = 8\ntarget_ci = 0.03\n")
+    suite_file.write_text(text.replace("verify = true", "verify = false"))
+    env = _env(",".join(f"{k}={v}" for k, v in busy.ADAPTERS.items()))
+    done = _bench_run([str(suite_file), "--results-dir", str(tmp_path / "results"), "--no-report"], cwd=tmp_path,
+                      env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run_dir,) = (tmp_path / "results").iterdir()
+    records = {r.cell.framework: r for r in results.read(run_dir).records.values()}
+    steady, jittery = records["steady"], records["jittery"]
+    rounds_per_pass = {fw: [len({r for p, r in zip(*rec.sample_labels(), strict=True) if p == q}) for q in (0, 1)]
+                       for fw, rec in records.items()}
+    assert rounds_per_pass["steady"] == [3, 3], rounds_per_pass  # tight at once: the planned rounds only
+    assert rounds_per_pass["jittery"] == [8, 8], rounds_per_pass  # one sample a round, +-50%: never tight
+    assert len(steady.samples_s) == 6 and len(jittery.samples_s) == 16
