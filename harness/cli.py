@@ -373,21 +373,29 @@ def compare_cmd(run_a, run_b, min_effect, noise_file, no_noise, alpha, correctio
       bench compare results/a results/b --relative-to reference   on a shared, drifting machine
     """
     from . import compare
-    from .report import comparison
 
     if alpha is not None or correction is not None:
         click.echo("note: --alpha and --correction are no longer used: verdicts come from the CI of the "
                    "pass medians against the threshold (see bench compare --help)", err=True)
     result = compare.compare_runs(run_a, run_b, min_effect=min_effect, force=force, relative_to=relative_to,
                                   noise_file=noise_file, use_noise=not no_noise)
+    _print_comparison(result, fmt, show_all)
+    if result.failed:
+        sys.exit(1)
+
+
+def _print_comparison(result, fmt: str, show_all: bool, saved: str | None = None) -> None:
+    """A Comparison (bench compare's, bench ab's) as JSON, Markdown or the terminal's table."""
+    from .report import comparison
+
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif fmt == "markdown":
         click.echo(comparison.markdown(result, show_all=show_all))
     else:
         click.echo(comparison.text(result, show_all=show_all))
-    if result.failed:
-        sys.exit(1)
+        if saved:
+            click.echo(f"verdicts: {saved}")
 
 
 @cli.command("noise")
@@ -438,6 +446,51 @@ def noise_cmd(suite, runs, existing, results_dir) -> None:
         click.echo(f"  {kind:<{width}}  {floor:6.1%}  ({doc['pairs'][kind]} ratios)")
     click.echo(f"  {'every cell':<{width}}  {doc['floor_all']:6.1%}")
     click.echo(f"calibration: {path} (bench compare uses it for runs in {path.parent} on this machine)")
+
+
+@cli.command("ab")
+@click.argument("env_a")
+@click.argument("env_b")
+@click.argument("suite")
+@click.option("--results-dir", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Where the A/B folder (a/, b/ and ab.json) is created.")
+@click.option("--min-effect", default=0.05, show_default=True, type=click.FloatRange(0, 10, max_open=True),
+              help="Smallest change that counts, as a fraction (0.05: 5% slower or faster).")
+@click.option("--all", "show_all", is_flag=True, help="List every cell compared, not only the changes.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
+              show_default=True, help="markdown: for a pull request or a CI summary.")
+def ab_cmd(env_a, env_b, suite, results_dir, min_effect, show_all, fmt) -> None:
+    """Run SUITE in two Python environments at once and say, cell by cell, what B changes.
+
+    ENV_A and ENV_B are virtualenv folders (or Python executables), e.g. one with torch 2.12 and one
+    with 2.13, or two versions of a plugin; both run this fwbench's code with their own frameworks.
+    Their workers take turns within every round of one run, so that the machine's drift hits both
+    alike, and each cell's verdict (slower, faster, same, unknown, as in `bench compare`) comes from
+    B's round medians paired with A's. Use it to chase a regression on a noisy machine; `bench
+    compare` compares runs made at different times. Exit status: 0 nothing slower, 1 a cell slower
+    in B or broken, 2 bad input.
+
+    \b
+    Examples:
+      bench ab ~/venvs/torch-2.12 ~/venvs/torch-2.13 quick
+      bench ab .venv .venv smoke          an A/A check of the machine
+    """
+    from . import ab, suites
+
+    pythons = {"a": ab.python_of(env_a, "ENV_A"), "b": ab.python_of(env_b, "ENV_B")}
+    loaded = suites.load(suite)
+    folder = ab.start(loaded, pythons, results_dir)
+    click.echo(f"run {folder}  (suite {loaded.name}: {len(loaded.cells())} cells in A {pythons['a']} and in "
+               f"B {pythons['b']})", err=fmt == "json")
+    try:
+        ab.run(loaded, folder, progress=_Progress(file=sys.stderr if fmt == "json" else None))
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: the finished cells are kept in {folder}", err=True)
+        sys.exit(130)
+    result = ab.judge(folder, min_effect=min_effect)
+    _print_comparison(result, fmt, show_all, saved=str(folder / ab.AB_FILE))
+    if result.failed:
+        sys.exit(1)
 
 
 class _TrainProgress:

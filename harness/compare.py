@@ -113,6 +113,7 @@ class Comparison:
     notes: list[tuple[str, Any, Any]] = field(default_factory=list)  # differences that do not refuse: commits
     relative_to: str | None = None  # the control framework, when times are ratios to it (compare_runs)
     noise: str | None = None  # the `bench noise` calibration whose floors raised the thresholds
+    paired: bool = False  # bench ab: A and B measured in the same rounds, ratios paired by round
 
     def _having(self, verdict: str) -> list[CellChange]:
         return [c for c in self.changes if c.verdict == verdict]
@@ -147,7 +148,8 @@ class Comparison:
     def to_dict(self) -> dict:
         return {
             "format": FORMAT, "run_a": self.run_a, "run_b": self.run_b, "min_effect": self.min_effect,
-            "noise": self.noise, "forced": self.forced, "failed": self.failed, "relative_to": self.relative_to,
+            "noise": self.noise, "paired": self.paired, "forced": self.forced, "failed": self.failed,
+            "relative_to": self.relative_to,
             "counts": self.counts(),
             "differences": [{"field": f, "a": a, "b": b} for f, a, b in self.differences],
             "notes": [{"field": f, "a": a, "b": b} for f, a, b in self.notes],

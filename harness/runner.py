@@ -29,7 +29,6 @@ stderr), the worker is restarted, and the run goes on.
 
 from __future__ import annotations
 
-import math
 import random
 import tempfile
 import time
@@ -38,9 +37,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import levels, metadata, results
+from . import metadata, results
 from .cells import Cell, CellRecord
-from .distributions import t_quantile
+from .passes import compile_cache, in_pass, loops_of, merge, passes_done, tight
 from .suites import Suite
 from .workers import Pool, Worker, WorkerDied, WorkerTimeout
 
@@ -151,22 +150,6 @@ def _peaks(suite: Suite, workers: Pool, timeout_s: float, side: str | None = Non
     return peaks
 
 
-def passes_done(record: CellRecord | None, passes: int) -> int:
-    """How many of a run's passes a cell has finished: 0 without a record; all of them for a failed
-    cell (it is not tried again) and for a record written before passes (one pass was the run)."""
-    if record is None:
-        return 0
-    if record.status != "ok" or record.passes_done is None:
-        return passes
-    return min(record.passes_done, passes)
-
-
-def loops_of(run_dir: str | Path) -> dict[str, int]:
-    """The iterations per sample of every timed cell of a run, by cell key: `bench run --loops-from`."""
-    return {key: record.iters_per_sample for key, record in results.read(run_dir).records.items()
-            if record.status == "ok" and record.iters_per_sample}
-
-
 @dataclass(slots=True)
 class _Side:
     """One run being measured: the whole of a plain `bench run`, or one of `bench ab`'s two
@@ -218,10 +201,10 @@ def run_sides(suite: Suite, sides: dict[str | None, tuple[str | Path, str | None
         if loops:  # kept in run.json: a resumed run pins the same loops
             side.run.meta["loops"] = dict(sorted(loops.items()))
         side.loops = side.run.meta.get("loops") or {}
-    workers = Pool(extra_env)
     # The timed batches and the reference's results on them, shared by the workers of every
     # framework (harness.verify): computed once per model and batch, not once per worker.
     shared = tempfile.TemporaryDirectory(prefix="fwbench-reference-")
+    workers = Pool({**compile_cache(shared.name), **(extra_env or {})})
     started = time.monotonic()
 
     def done_of(side: _Side, cell: Cell) -> int:
@@ -296,21 +279,24 @@ def _measure_group(entries: list[tuple[_Side, Cell]], p: int, suite: Suite, work
     a new order each round (the others stopped), close, and keep each cell with its samples so far."""
     timing = suite.timing
     opened: list[_Open] = []
+    calibrated: dict[str, int] = {}  # with several sides, the first side's count is every side's
     for side, cell in entries:
         progress("cell", cell=cell)
         prior = side.run.records.get(cell.key)
-        iters = prior.iters_per_sample if prior is not None else side.loops.get(cell.key)
+        iters = prior.iters_per_sample if prior is not None else side.loops.get(cell.key, calibrated.get(cell.key))
         entry = _open(cell, workers, suite, timing.cell_timeout_s, cache_dir, verify=suite.verify and prior is None,
                       iters_per_sample=iters, side=side)
         if isinstance(entry, _Open):
+            calibrated.setdefault(cell.key, entry.record.iters_per_sample)
             opened.append(entry)
         else:
-            keep(side, _in_pass(entry, p, timing.passes), final=True)
+            keep(side, in_pass(entry, p, timing.passes), final=True)
     sizes = timing.round_sizes
     last = timing.max_rounds or len(sizes)
     for r in range(last):
         # the planned rounds for every cell; then more, for the cells still loose (budgets)
-        todo = list(opened) if r < len(sizes) else [e for e in opened if not _tight(e, timing.target_ci)]
+        loose = [e for e in opened if not tight(e.samples_s, e.rounds, timing.target_ci)] if r >= len(sizes) else []
+        todo = opened[:] if r < len(sizes) else loose
         if not todo:
             break
         k = sizes[min(r, len(sizes) - 1)]
@@ -322,52 +308,16 @@ def _measure_group(entries: list[tuple[_Side, Cell]], p: int, suite: Suite, work
             failed = _sample(entry, k, workers)
             if failed is not None:
                 opened.remove(entry)
-                keep(entry.side, _in_pass(failed, p, timing.passes), final=True)
+                keep(entry.side, in_pass(failed, p, timing.passes), final=True)
             else:
                 entry.rounds.extend([r] * k)
     for entry in opened:
         record = _close(entry, workers)
         if record.status == "ok":
-            record = _merge(entry.side.run.records.get(entry.cell.key), record, p, entry.rounds)
+            record = merge(entry.side.run.records.get(entry.cell.key), record, p, entry.rounds)
         else:
-            record = _in_pass(record, p, timing.passes)
+            record = in_pass(record, p, timing.passes)
         keep(entry.side, record, final=record.status != "ok" or record.passes_done >= timing.passes)
-
-
-def _tight(entry: _Open, target: float) -> bool:
-    """Whether a cell's median in this pass is known to within ±target: a t interval (95%) over the
-    logs of its round medians so far, from at least 3 rounds."""
-    medians = levels.round_medians(entry.samples_s, [0] * len(entry.rounds), entry.rounds)
-    logs = [math.log(v) for v in medians.values() if v > 0]
-    if len(logs) < 3:
-        return False
-    mean = sum(logs) / len(logs)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (len(logs) - 1))
-    return t_quantile(0.975, len(logs) - 1) * sd / math.sqrt(len(logs)) <= target
-
-
-def _in_pass(record: CellRecord, p: int, passes: int) -> CellRecord:
-    """A failure's record, saying in which pass it came when the run has several."""
-    if passes > 1 and record.status != "skipped":
-        return record.replace(reason=f"in pass {p + 1} of {passes}: {record.reason}")
-    return record
-
-
-def _merge(prior: CellRecord | None, new: CellRecord, p: int, rounds: list[int]) -> CellRecord:
-    """A cell's record after pass `p`: the earlier passes' samples and this one's, each labelled with
-    its pass and round; the first pass's check, calibration and first call; the largest peak memory."""
-    labelled = new.replace(sample_passes=(p,) * len(new.samples_s), sample_rounds=tuple(rounds), passes_done=p + 1)
-    if prior is None:
-        return labelled
-    peaks = [m for m in (prior.peak_memory_bytes, new.peak_memory_bytes) if m is not None]
-    return prior.replace(
-        samples_s=prior.samples_s + new.samples_s,
-        sample_passes=prior.sample_labels()[0] + labelled.sample_passes,
-        sample_rounds=prior.sample_labels()[1] + labelled.sample_rounds,
-        passes_done=p + 1,
-        seconds=(prior.seconds or 0.0) + (new.seconds or 0.0),
-        peak_memory_bytes=max(peaks) if peaks else None,
-    )
 
 
 def _failure(cell: Cell, error: Exception, t0: float, workers: Pool, side: str | None = None) -> CellRecord:

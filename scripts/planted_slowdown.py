@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 
 from harness.adapters.torch_adapter import TorchAdapter
 
 VAR = "FWBENCH_PLANTED_SLOWDOWN"
+# With this set to a Python executable, the slowdown is planted only in the workers it runs: B of a
+# `bench ab`, whose two sides share every other variable.
+FOR_VAR = "FWBENCH_PLANTED_FOR"
+
+
+def _fraction() -> float:
+    only = os.environ.get(FOR_VAR)
+    if only and os.path.abspath(sys.executable) != os.path.abspath(only):
+        return 0.0
+    return float(os.environ.get(VAR) or 0)
 
 
 def _slowed(run, fraction: float):
@@ -36,7 +47,7 @@ def _slowed(run, fraction: float):
 class PlantedTorchAdapter(TorchAdapter):
     def build(self, spec, weights, *, device="cpu", dtype="float32", mode="eager"):
         model = super().build(spec, weights, device=device, dtype=dtype, mode=mode)
-        fraction = float(os.environ.get(VAR) or 0)
+        fraction = _fraction()
         if fraction:
             inner = model.timing_phase
 

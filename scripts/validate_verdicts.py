@@ -14,6 +14,9 @@ forward_backward and train_step: 24 cells, 3 passes) through `bench run`, many t
 - planted: PAIRS runs in which torch is exactly 10% slower (scripts/planted_slowdown.py busy-waits
   10% of each timed call's own duration), and PAIRS with 5%, each compared with an A/A run: the
   share of torch's cells flagged slower, and of the reference's cells flagged at all.
+- bench ab: PAIRS runs of `bench ab` with the same environment on both sides (A/A), and PAIRS each
+  with torch 5% and 10% slower in B only (B is a second virtualenv seeing this one's packages):
+  the share of torch's cells flagged slower, of the others flagged at all.
 - alone: one run of the reference, torch and TensorFlow together (mlp and mnist_cnn train steps
   among them), and one of each framework alone: every cell's median together against alone, and
   whether they differ by more than the two runs' CIs allow (no artifact of a neighbour may reach a
@@ -147,6 +150,70 @@ def verdicts(folder: Path, pairs: int, passes: int, calibration_runs: int) -> li
     return rows
 
 
+def _env_b(folder: Path) -> Path:
+    """A second virtualenv that sees this one's packages (a .pth file): another interpreter, the
+    same frameworks, so that a slowdown can be planted in its workers only."""
+    import site
+    import venv
+
+    env = folder / "env-b"
+    if not (env / "bin" / "python").exists():
+        venv.EnvBuilder(with_pip=False).create(env)
+        code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        purelib = subprocess.run([str(env / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        (Path(purelib) / "fwbench-validate.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return env
+
+
+def _ab(suite: Path, out: Path, env_b: Path, slowdown: float) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO / "scripts"), str(REPO), env.get("PYTHONPATH"))))
+    env["FWBENCH_ADAPTERS"] = f"{PLANTED}=planted_slowdown:PlantedTorchAdapter"
+    env["FWBENCH_PLANTED_SLOWDOWN"] = str(slowdown)
+    env["FWBENCH_PLANTED_FOR"] = str(env_b / "bin" / "python")
+    before = set(out.iterdir()) if out.exists() else set()
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "ab", sys.executable, str(env_b), str(suite),
+                           "--results-dir", str(out), "--format", "json"], env=env, capture_output=True, text=True)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"bench ab failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    (folder,) = set(out.iterdir()) - before
+    print(f"  {folder.name}: {time.monotonic() - start:.0f} s{f' (torch {slowdown:+.0%} in B)' if slowdown else ''}",
+          flush=True)
+    return json.loads(proc.stdout)
+
+
+def ab_part(folder: Path, pairs: int, passes: int) -> list[tuple[str, str]]:
+    suite = _suite(folder, "ab", ["reference", PLANTED], ["forward_backward", "train_step"], passes)
+    env_b = _env_b(folder)
+    rows = []
+    for slowdown in (0.0, 0.05, 0.10):
+        print(f"bench ab, torch {slowdown:+.0%} in B: {pairs} runs", flush=True)
+        docs = [_ab(suite, folder / "ab", env_b, slowdown) for _ in range(pairs)]
+        cells = [c for d in docs for c in d["cells"]]
+        mine = [c for c in cells if c["cell"]["framework"] == PLANTED]
+        other = [c for c in cells if c["cell"]["framework"] != PLANTED]
+        flagged = sum(c["verdict"] in ("slower", "faster") for c in other)
+        if slowdown:
+            hit = sum(c["verdict"] == "slower" for c in mine)
+            rows.append((f"bench ab, planted {slowdown:.0%} in B: torch's cells flagged slower", _pct(hit, len(mine))))
+            ratios = sorted(c["ratio"] for c in mine)
+            rows.append((f"bench ab, planted {slowdown:.0%} in B: torch's B/A (median, min-max)",
+                         f"{ratios[len(ratios) // 2]:.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f})"))
+        else:
+            flagged += sum(c["verdict"] in ("slower", "faster") for c in mine)
+            other = cells
+            green = sum(not d["failed"] and not d["counts"]["faster"] for d in docs)
+            rows.append(("bench ab, A against A: runs all green", f"{green} of {pairs}"))
+            rows.append(("bench ab, A against A: cells unknown",
+                         _pct(sum(c["verdict"] == "unknown" for c in cells), len(cells))))
+        rows.append((f"bench ab, {'A against A' if not slowdown else f'planted {slowdown:.0%}'}: "
+                     f"{'cells' if not slowdown else 'the reference' + chr(39) + 's cells'} flagged",
+                     _pct(flagged, len(other))))
+    return rows
+
+
 def alone(folder: Path, passes: int) -> list[tuple[str, str]]:
     frameworks = ["reference", "torch", "tensorflow"]
     phases = ["forward", "train_step"]
@@ -181,7 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10, help="pairs of A/A runs, and planted runs of each size")
     parser.add_argument("--passes", type=int, default=3, help="passes per run")
-    parser.add_argument("--part", choices=["all", "verdicts", "alone"], default="all")
+    parser.add_argument("--part", choices=["all", "verdicts", "ab", "alone"], default="all")
     parser.add_argument("--calibration-runs", type=int, default=3, help="runs of `bench noise` before the pairs")
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
     args = parser.parse_args()
@@ -193,6 +260,9 @@ def main() -> None:
     if args.part in ("all", "verdicts"):
         rows += verdicts(folder, args.pairs, args.passes, args.calibration_runs)
         _table(rows)  # already, in case the next part fails
+    if args.part in ("all", "ab"):
+        rows += ab_part(folder, args.pairs, args.passes)
+        _table(rows)
     if args.part in ("all", "alone"):
         rows += alone(folder, args.passes)
     cpu = env.get("cpu") or {}

@@ -50,7 +50,7 @@ def _footer(c: Comparison) -> list[str]:
     if differ:
         lines.append(f"{differ} cells timed different iterations per sample in A and B: "
                      "`bench run --loops-from A` pins them")
-    if not c.noise:
+    if not c.noise and not c.paired:
         lines.append("No `bench noise` calibration of this machine: the threshold is the minimum effect alone")
     return lines
 
@@ -61,6 +61,8 @@ def _header_lines(c: Comparison) -> list[str]:
         lines.append(f"times relative to {c.relative_to}'s in the same round (A and B medians are those ratios)")
     if c.noise:
         lines.append(f"noise floors: {c.noise}")
+    if c.paired:
+        lines.append("A and B measured in the same rounds (bench ab): each ratio paired by round")
     if c.differences:
         lines.append("compared with --force although these differ:")
         lines += [f"  {f}: {a!r} in A, {b!r} in B" for f, a, b in c.differences]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 
 from harness.adapters.base import Unavailable
@@ -22,10 +23,15 @@ from harness.adapters.reference import ReferenceAdapter, ReferenceModel
 __all__ = ["SLOWDOWN_VAR", "BASE_S", "BusyAdapter", "ADAPTERS"]
 
 SLOWDOWN_VAR = "FWBENCH_TEST_SLOWDOWN"
+# With this set to a Python executable, the slowdown applies only in workers that it runs (bench ab's B).
+SLOWDOWN_FOR_VAR = "FWBENCH_TEST_SLOWDOWN_FOR"
 BASE_S = {"forward": 0.0006, "forward_backward": 0.0012, "train_step": 0.0015}
 
 
 def _factor(framework: str) -> float:
+    only = os.environ.get(SLOWDOWN_FOR_VAR)
+    if only and os.path.abspath(sys.executable) != os.path.abspath(only):  # bench ab: one side only
+        return 1.0
     for item in filter(None, os.environ.get(SLOWDOWN_VAR, "").split(",")):
         name, _, factor = item.partition("=")
         if name.strip() == framework:
@@ -81,6 +87,21 @@ class JitteryAdapter(BusyAdapter):
 
 ADAPTERS = {"steady": f"{__name__}:BusyAdapter", "slowed": f"{__name__}:BusyAdapter",
             "jittery": f"{__name__}:JitteryAdapter"}
+
+
+def environment(repo, slowdown: str | None = None, only_for: str | None = None) -> dict[str, str]:
+    """This process's environment with the repository importable, these adapters registered and
+    `slowdown` planted ("name=factor"), in the workers of the interpreter `only_for` alone if given."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(repo), env.get("PYTHONPATH"))))
+    env["FWBENCH_ADAPTERS"] = ",".join(f"{k}={v}" for k, v in ADAPTERS.items())
+    env.pop(SLOWDOWN_VAR, None)
+    env.pop(SLOWDOWN_FOR_VAR, None)
+    if slowdown:
+        env[SLOWDOWN_VAR] = slowdown
+    if only_for:
+        env[SLOWDOWN_FOR_VAR] = only_for
+    return env
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ regressions, and that two runs without a change give none.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -302,12 +301,7 @@ def _suite(path: Path) -> Path:
 
 
 def _bench_run(suite: Path, results_dir: Path, slowdown: str | None) -> Path:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
-    env["FWBENCH_ADAPTERS"] = ",".join(f"{k}={v}" for k, v in busy.ADAPTERS.items())
-    env.pop(busy.SLOWDOWN_VAR, None)
-    if slowdown:
-        env[busy.SLOWDOWN_VAR] = slowdown
+    env = busy.environment(REPO, slowdown)
     before = set(results_dir.iterdir()) if results_dir.exists() else set()
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--results-dir",
                            str(results_dir), "--no-report"], env=env, capture_output=True, text=True, timeout=300)
