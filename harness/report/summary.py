@@ -2,12 +2,14 @@
 to the fastest and the bootstrap 95% CI of that ratio; the headline workloads; what failed, was
 skipped, is noisy or did not match the reference; the machine. Analysis only: no text, no files.
 
-The ratios come from harness.levels.ratios_to_fastest over the one run's rounds: the contenders of a
-workload were timed in the same (pass, round)s, so their ratios are paired by round (a drift of
-the machine hits every contender of a round alike and cancels), and the CI redoes the choice of
-the fastest in every resample (picking the fastest from noisy data flatters it: the winner's
-curse). A difference is called significant when the ratio's CI lies wholly above 1: the contender
-is then slower than the fastest in this run, by at least the CI's lower bound, at 95% confidence.
+A ratio is the contender's median over the fastest's median, the numbers of the tables. Its CI
+comes from harness.levels.ratios_to_fastest over the one run's rounds: the contenders of a workload
+were timed in the same (pass, round)s, so their ratios are paired by round (a drift of the machine
+hits every contender of a round alike and cancels), and the CI redoes the choice of the fastest in
+every resample (picking the fastest from noisy data flatters it: the winner's curse); its relative
+width is carried over to the ratio of the medians (`_ratio`). A difference is called significant
+when the ratio's CI lies wholly above 1: the contender is then slower than the fastest in this run,
+by at least the CI's lower bound, at 95% confidence.
 """
 
 from __future__ import annotations
@@ -102,6 +104,16 @@ class Summary:
         return [(w, c) for w in self.workloads for c in w.contenders[1:] if not c.significant]
 
 
+def _ratio(row, best, paired: levels.RatioStats) -> tuple[float, float, float]:
+    """A contender's time over the fastest's, as the tables show it (the ratio of the two medians),
+    with the CI of the paired, selection-aware ratio (levels.ratios_to_fastest) carried over to it:
+    the same relative width around the medians' ratio, so that every number a reader compares is
+    the table's, and the interval still knows the rounds were paired and the fastest was chosen."""
+    ratio = float(row["median_s"]) / float(best["median_s"])
+    scale = ratio / paired.ratio if paired.ratio > 0 else 1.0
+    return ratio, paired.ci_low * scale, paired.ci_high * scale
+
+
 def _label(row) -> str:
     return contender_label(row["framework"], row["mode"])
 
@@ -116,12 +128,13 @@ def summarize(run: Run | str | os.PathLike) -> Summary:
     for values, group in ok.groupby(list(WORKLOAD_FIELDS), sort=True):
         ratios = levels.ratios_to_fastest({row["key"]: (row["samples_s"], row["sample_passes"], row["sample_rounds"])
                                            for _, row in group.iterrows()})
-        group = group.assign(_ratio=[ratios[k].ratio for k in group["key"]]).sort_values(["_ratio", "median_s"])
+        group = group.sort_values("median_s")
+        best = group.iloc[0]
         contenders = []
         for _, row in group.iterrows():
-            r = ratios[row["key"]]
+            ratio, low, high = _ratio(row, best, ratios[row["key"]])
             contenders.append(Contender(
-                _label(row), row["key"], float(row["median_s"]), r.ratio, r.ci_low, r.ci_high,
+                _label(row), row["key"], float(row["median_s"]), ratio, low, high,
                 bool(results.flag(row["noisy"])),
                 results.flag(row["verified"]), (float(row["ci_low_s"]), float(row["ci_high_s"])), int(row["n"]),
                 float(row["cv"]), float(row["samples_per_s"]), float(row["gflops_per_s"]), float(row["peak_share"])))
