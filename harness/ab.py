@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import levels, results, runner
 from .cells import CELL_FIELDS, FAILED
-from .compare import DEFAULT_MIN_EFFECT, Broken, CellChange, Comparison, environment_differences
+from .compare import DEFAULT_MIN_EFFECT, Broken, CellChange, Comparison, environment_differences, explain
 from .errors import BadInput
 from .suites import Suite
 from .workers import code_path
@@ -99,17 +99,13 @@ def judge(folder: str | os.PathLike, min_effect: float = DEFAULT_MIN_EFFECT) -> 
             continue
         r = levels.paired_ratio(a, b)
         verdict = levels.verdict(r, min_effect)
-        ci = f"[{r.ci_low - 1:+.1%}, {r.ci_high - 1:+.1%}]"
-        why = {"slower": f"{r.ratio - 1:+.1%} {ci}, past the threshold of {min_effect:.0%}",
-               "faster": f"{r.ratio - 1:+.1%} {ci}, past the threshold of {min_effect:.0%}",
-               "same": f"{r.ratio - 1:+.1%} {ci}, within ±{min_effect:.0%}"}.get(
-                   verdict, f"{r.ratio - 1:+.1%} {ci}: too wide to tell against ±{min_effect:.0%}; add passes")
         sa, sb = ra.level_stats(), rb.level_stats()
         changes.append(CellChange(
             key=key, cell=cell, median_a_s=sa.median, median_b_s=sb.median, ratio=r.ratio, ci_low=r.ci_low,
             ci_high=r.ci_high, unit=f"paired {r.unit}", n_a=r.n_units, n_b=r.n_units, threshold=min_effect,
             detectable=r.detectable, noisy=sa.noisy or sb.noisy,
-            loops_differ=ra.iters_per_sample != rb.iters_per_sample, verdict=verdict, why=why))
+            loops_differ=ra.iters_per_sample != rb.iters_per_sample, verdict=verdict,
+            why=explain(r, verdict, min_effect)))
     differences, notes = environment_differences(run_a.meta, run_b.meta)
     ok_a = {k for k, r in run_a.records.items() if r.status == "ok"}
     ok_b = {k for k, r in run_b.records.items() if r.status == "ok"}

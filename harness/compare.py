@@ -49,7 +49,7 @@ from .errors import BadInput, UnknownName
 from .results import Run
 
 __all__ = ["DEFAULT_MIN_EFFECT", "FORMAT", "VERDICTS", "IncomparableRuns", "CellChange", "Broken", "Comparison",
-           "compare_runs", "environment_differences"]
+           "compare_runs", "environment_differences", "explain"]
 
 DEFAULT_MIN_EFFECT = 0.05
 FORMAT = 2
@@ -286,26 +286,25 @@ def _relative(df, control: str):
     return df[df["framework"] != control]
 
 
-def _judge(key: str, cell: dict, ra, rb, threshold: float) -> CellChange:
-    la, lb = _labels(ra), _labels(rb)
-    sa, sb = levels.level_summary(*la), levels.level_summary(*lb)
-    no_pass_effect = all(s.pass_p is not None and s.pass_p > levels.POOL_P for s in (sa, sb))
-    r = levels.unpaired_ratio(*la, *lb, unit="rounds" if no_pass_effect else "passes")
-    verdict = levels.verdict(r, threshold)
-    ci = f"[{r.ci_low - 1:+.1%}, {r.ci_high - 1:+.1%}]"
+def explain(r: levels.RatioStats, verdict: str, threshold: float) -> str:
+    """A verdict's reason, for people: the change, its CI and the threshold it was read against."""
+    change = f"{r.ratio - 1:+.1%} [{r.ci_low - 1:+.1%}, {r.ci_high - 1:+.1%}]"
     if verdict in ("slower", "faster"):
-        why = f"{r.ratio - 1:+.1%} {ci}, past the threshold of {threshold:.0%}"
-    elif verdict == "same":
-        why = f"{r.ratio - 1:+.1%} {ci}, within ±{threshold:.0%}"
-    elif r.significant():
-        why = f"{r.ratio - 1:+.1%} {ci}: a change, smaller than the threshold of {threshold:.0%} or not surely past it"
-    else:
-        why = f"{r.ratio - 1:+.1%} {ci}: too wide to tell against ±{threshold:.0%}; add passes"
+        return f"{change}, past the threshold of {threshold:.0%}"
+    if verdict == "same":
+        return f"{change}, within ±{threshold:.0%}"
+    if r.significant():
+        return f"{change}: a change, smaller than the threshold of {threshold:.0%} or not surely past it"
+    return f"{change}: too wide to tell against ±{threshold:.0%}; add passes"
+
+
+def _judge(key: str, cell: dict, ra, rb, threshold: float) -> CellChange:
+    r = levels.unpaired_ratio(*_labels(ra), *_labels(rb), unit="auto")
+    verdict = levels.verdict(r, threshold)
     loops_a, loops_b = results.plain(ra["iters_per_sample"]), results.plain(rb["iters_per_sample"])
-    n_units = {"passes": (sa.n_passes, sb.n_passes), "rounds": (sa.n_rounds, sb.n_rounds)}.get(r.unit, (sa.n, sb.n))
     return CellChange(key=key, cell=cell, median_a_s=float(ra["median_s"]), median_b_s=float(rb["median_s"]),
-                      ratio=r.ratio, ci_low=r.ci_low, ci_high=r.ci_high, unit=r.unit, n_a=n_units[0],
-                      n_b=n_units[1], threshold=threshold, detectable=r.detectable,
+                      ratio=r.ratio, ci_low=r.ci_low, ci_high=r.ci_high, unit=r.unit, n_a=r.n_a, n_b=r.n_b,
+                      threshold=threshold, detectable=r.detectable,
                       noisy=bool(results.flag(ra["noisy"]) or results.flag(rb["noisy"])),
                       loops_differ=loops_a is not None and loops_b is not None and loops_a != loops_b,
-                      verdict=verdict, why=why)
+                      verdict=verdict, why=explain(r, verdict, threshold))

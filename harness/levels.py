@@ -23,6 +23,9 @@ do not differ. The threshold is lax on purpose: pooling when passes do differ is
 (the interval then misses the pass effect entirely), and with 3 passes the test has 2 degrees of
 freedom; at 0.25 it pooled 29% of runs with a pass effect as large as the round noise, and coverage
 fell to 92%.
+
+Past 400 lines: the summary and the paired, unpaired and to-the-fastest ratios share the resampling
+and pooling helpers; split apart, the modules would import each other's private parts.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class RatioStats:
     confidence: float
     n_units: int  # paired: units measured in both; unpaired: units of a plus units of b
     unit: str  # the top-level unit of the interval: "passes", "rounds" or "samples"
+    n_a: int | None = None  # unpaired: the units of a and of b (None when paired: both are n_units)
+    n_b: int | None = None
 
     @property
     def detectable(self) -> float:
@@ -293,15 +298,17 @@ def paired_ratio(a: dict[Unit, float], b: dict[Unit, float], *, confidence: floa
 
 def _log_units(samples: npt.ArrayLike, passes: npt.ArrayLike, rounds: npt.ArrayLike, name: str
                ) -> dict[str, np.ndarray]:
-    """A side's log pass medians, log round medians and log samples: the candidate units of Welch's test."""
+    """A side's log pass medians, log round medians and log samples: the candidate units of Welch's test;
+    and under "pass_p" the F test's p-value of a pass effect on its log round medians (as level_summary)."""
     x, p, r = _labelled(samples, passes, rounds, name)
     medians = round_medians(x, p, r)
     keys = list(medians)
     rm = np.array([medians[k] for k in keys])
     groups = _groups(keys)
     pm = np.array([np.median(rm[groups == g]) for g in range(int(groups.max()) + 1)])
-    return {"passes": _positive_logs(pm, name), "rounds": _positive_logs(rm, name),
-            "samples": _positive_logs(x, name)}
+    logs = _positive_logs(rm, name)
+    return {"passes": _positive_logs(pm, name), "rounds": logs, "samples": _positive_logs(x, name),
+            "pass_p": _pass_p(logs, groups)}
 
 
 def unpaired_ratio(a_samples: npt.ArrayLike, a_passes: npt.ArrayLike, a_rounds: npt.ArrayLike,
@@ -313,12 +320,16 @@ def unpaired_ratio(a_samples: npt.ArrayLike, a_passes: npt.ArrayLike, a_rounds: 
     is one observation: ratio = exp(mean log b - mean log a), CI = exp(diff -+ t_df(q) * se) with the
     Welch-Satterthwaite df. When either side has fewer than 2 passes the units are rounds (log round
     medians), and when either has fewer than 2 rounds, samples: the interval then ignores the pass
-    effect and is too narrow, which the `unit` field says. `unit` asks for a level ("rounds": when
-    neither run shows a pass effect, see POOL_P), used when both sides have 2 units of it.
+    effect and is too narrow, which the `unit` field says. `unit` asks for a level, used when both
+    sides have 2 units of it; "auto" (bench compare) takes rounds when neither side shows a pass
+    effect (the F test's p > POOL_P on each), passes otherwise.
     """
     _check_bootstrap_args(confidence, 1)
     ua = _log_units(a_samples, a_passes, a_rounds, "a_samples")
     ub = _log_units(b_samples, b_passes, b_rounds, "b_samples")
+    if unit == "auto":
+        pooled = all(u["pass_p"] is not None and u["pass_p"] > POOL_P for u in (ua, ub))
+        unit = "rounds" if pooled else "passes"
     order = ("passes", "rounds", "samples")[("passes", "rounds", "samples").index(unit or "passes"):]
     unit = next((u for u in order if ua[u].size >= 2 and ub[u].size >= 2), None)
     if unit is None:
@@ -334,7 +345,7 @@ def unpaired_ratio(a_samples: npt.ArrayLike, a_passes: npt.ArrayLike, a_rounds: 
     else:
         half = 0.0
     return RatioStats(math.exp(diff), math.exp(diff - half), math.exp(diff + half), confidence,
-                      int(la.size + lb.size), unit)
+                      int(la.size + lb.size), unit, n_a=int(la.size), n_b=int(lb.size))
 
 
 def verdict(ratio: RatioStats, threshold: float) -> str:

@@ -21,8 +21,6 @@ __all__ = [
     "summarize",
     "bootstrap_median_ci",
     "ratio_ci",
-    "MannWhitney",
-    "mann_whitney_u",
     "throughput",
 ]
 
@@ -169,86 +167,6 @@ def ratio_ci(a: npt.ArrayLike, b: npt.ArrayLike, confidence: float = 0.95, n_boo
         ratios = medians_a / medians_b
     lo, hi = _interval(ratios, confidence)
     return float(np.median(xa)) / median_b, lo, hi
-
-
-@dataclass(frozen=True, slots=True)
-class MannWhitney:
-    """The two-sided Mann-Whitney U test of two samples: do their values tend to differ in size?"""
-
-    u: float  # U of the first sample: the pairs (a_i, b_j) with a_i > b_j, ties counted 1/2
-    p: float  # two-sided p-value
-    method: str  # 'exact' (no ties, small samples) or 'normal' (tie-corrected, continuity-corrected)
-
-
-# NOTE: below this many pairs, and with no ties, the p-value is computed from U's exact
-# distribution; above it the normal approximation is within ~1e-3 of the exact value.
-_EXACT_MAX_PAIRS = 10_000
-
-
-def mann_whitney_u(a: npt.ArrayLike, b: npt.ArrayLike) -> MannWhitney:
-    """The two-sided Mann-Whitney U test (Wilcoxon rank-sum) of samples a and b.
-
-    It asks whether a value drawn from one sample tends to be larger than one drawn from the other,
-    without assuming any distribution: the test for timings, whose distributions are skewed and
-    have long right tails. U is the number of pairs (a_i, b_j) with a_i > b_j, a tie counting 1/2;
-    under the null hypothesis U is centred on len(a) * len(b) / 2.
-
-    Without ties and with at most 10,000 pairs the p-value is exact (U's distribution is the
-    coefficient list of a Gaussian binomial coefficient); otherwise it comes from the normal
-    approximation, with the variance corrected for ties and a continuity correction of 1/2. When
-    every value is equal, p is 1.
-    """
-    xa = _as_samples(a, "a")
-    xb = _as_samples(b, "b")
-    m, n = xa.size, xb.size
-    pooled = np.concatenate([xa, xb])
-    ranks = _ranks(pooled)
-    u = float(ranks[:m].sum() - m * (m + 1) / 2)
-    _, counts = np.unique(pooled, return_counts=True)
-    ties = bool((counts > 1).any())
-    if not ties and m * n <= _EXACT_MAX_PAIRS:
-        return MannWhitney(u, _exact_p(int(round(u)), m, n), "exact")
-    total = m + n
-    tie_term = float((counts.astype(np.float64) ** 3 - counts).sum()) / (total * (total - 1))
-    variance = m * n / 12 * (total + 1 - tie_term)
-    if variance <= 0:  # every value equal: nothing to tell the samples apart
-        return MannWhitney(u, 1.0, "normal")
-    z = max(abs(u - m * n / 2) - 0.5, 0.0) / math.sqrt(variance)
-    return MannWhitney(u, min(1.0, math.erfc(z / math.sqrt(2))), "normal")
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of x, ties given the mean of the ranks they span."""
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    # the start of each run of equal values, and the mean rank of that run
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
-    ends = np.r_[starts[1:], x.size]
-    mean_rank = (starts + ends + 1) / 2  # ranks starts+1 .. ends, averaged
-    ranks = np.empty(x.size)
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks
-
-
-def _exact_p(u: int, m: int, n: int) -> float:
-    """Two-sided exact p-value of U = u for samples of sizes m and n without ties.
-
-    The number of arrangements giving each U is the coefficient of q^U in the Gaussian binomial
-    [m+n choose m]_q = prod_{i=1..m} (1 - q^(n+i)) / (1 - q^i). Building it one factor pair at a
-    time keeps every intermediate a Gaussian binomial, with non-negative coefficients.
-    """
-    size = m * n + 1
-    c = np.zeros(size)
-    c[0] = 1.0
-    for i in range(1, m + 1):
-        k = n + i
-        if k < size:  # multiply by (1 - q^k)
-            c[k:] -= c[:-k].copy()
-        for start in range(i, size, i):  # divide by (1 - q^i): c[j] += c[j - i], in blocks of i
-            c[start:start + i] += c[start - i:min(start, size - i)]
-    tail = min(u, m * n - u)
-    p = 2 * c[: tail + 1].sum() / c.sum()
-    return float(min(1.0, p))
 
 
 def throughput(batch_size: int, seconds: float) -> float:

@@ -167,6 +167,18 @@ def test_unpaired_ratio_uses_passes_and_falls_back_to_rounds():
     assert one_pass.unit == "rounds" and one_pass.n_units == ROUNDS + 10 * ROUNDS
 
 
+
+def test_unpaired_ratio_auto_pools_passes_only_when_neither_side_shows_a_pass_effect():
+    rng = np.random.default_rng(11)
+    flat_a, flat_b = two_level(rng, 5, 0.0), two_level(rng, 5, 0.0)
+    apart = two_level(rng, 5, 0.3)  # passes 30% apart: a strong pass effect on one side
+    pooled = unpaired_ratio(*flat_a, *flat_b, unit="auto")
+    assert pooled.unit == "rounds" and (pooled.n_a, pooled.n_b) == (5 * ROUNDS, 5 * ROUNDS)
+    for a, b in ((flat_a, apart), (apart, flat_b)):
+        by_pass = unpaired_ratio(*a, *b, unit="auto")
+        assert by_pass.unit == "passes" and (by_pass.n_a, by_pass.n_b) == (5, 5)
+    assert unpaired_ratio(*flat_a, *apart, unit="auto") == unpaired_ratio(*flat_a, *apart, unit="passes")
+
 def test_the_fastest_has_ratio_1_and_equal_contenders_overlap():
     (a, p, r), (b, _, _) = _paired(8, 1.0)
     (_, _, _), (c, _, _) = _paired(8, 1.5)
