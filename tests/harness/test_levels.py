@@ -148,6 +148,45 @@ def test_paired_ratio_of_identical_distributions_covers_1():
     assert ratio.detectable < 0.05  # pairing cancels the 10% pass effect
 
 
+
+def _disturbed_passes(rng: np.random.Generator, k: int, slowdown: float) -> tuple[dict, dict]:
+    """Paired round medians of k passes in which one side's process is off by 30% for the whole pass
+    in a pass of ten (either side, either way: the median of the pass ratios stays `slowdown`)."""
+    offset = rng.normal(0, 0.02, k) + np.where(rng.random(k) < 0.1, rng.choice([-0.3, 0.3], k), 0.0)
+    a, b = {}, {}
+    for p in range(k):
+        for r in range(ROUNDS):
+            shared = rng.normal(0, 0.05)
+            a[(p, r)] = MU * math.exp(shared + rng.normal(0, 0.01))
+            b[(p, r)] = MU * slowdown * math.exp(shared + offset[p] + rng.normal(0, 0.01))
+    return a, b
+
+
+def test_paired_order_interval_covers_and_finds_more_when_a_pass_is_disturbed():
+    rng = np.random.default_rng(5)
+    k, n = 10, 400
+    covered = {"order": 0, "bootstrap": 0}
+    found = {"order": 0, "bootstrap": 0}
+    for _ in range(n):
+        a, b = _disturbed_passes(rng, k, 1.05)
+        for method in covered:
+            r = paired_ratio(a, b, method=method, n_boot=N_BOOT)
+            covered[method] += r.ci_low <= 1.05 <= r.ci_high
+            found[method] += verdict(r, 0.02) == "slower"
+    # the sign test's interval of 10 passes (2nd to 9th) holds the median with 97.9%, whatever the
+    # passes' distribution; the bootstrap's standard error grows with the disturbed pass's size
+    assert 0.95 <= covered["order"] / n <= 0.995, covered
+    assert found["order"] > found["bootstrap"] > 0.7 * n, found  # 354 against 332 of 400
+    assert paired_ratio(a, b).unit == "passes" and paired_ratio(a, b) == paired_ratio(a, b, method="order")
+
+
+def test_paired_order_interval_needs_six_passes():
+    a, b = _paired(3, 1.0, k=5)
+    with pytest.raises(ValueError, match="too few"):
+        paired_ratio(round_medians(*a), round_medians(*b), method="order")
+    assert paired_ratio(round_medians(*a), round_medians(*b)) == paired_ratio(
+        round_medians(*a), round_medians(*b), method="bootstrap")
+
 def test_paired_ratio_needs_common_units():
     with pytest.raises(ValueError, match="at least 2"):
         paired_ratio({(0, 0): 1.0, (0, 1): 1.0}, {(1, 0): 1.0})
@@ -165,7 +204,6 @@ def test_unpaired_ratio_uses_passes_and_falls_back_to_rounds():
     assert same.ci_low < 1 < same.ci_high
     one_pass = unpaired_ratio(*two_level(rng, 1, 0.05), *b)
     assert one_pass.unit == "rounds" and one_pass.n_units == ROUNDS + 10 * ROUNDS
-
 
 
 def test_unpaired_ratio_auto_pools_passes_only_when_neither_side_shows_a_pass_effect():
