@@ -6,7 +6,15 @@ a noise floor (`bench noise`) keeps that from reading as a change. Here the two 
 plugin) take turns within every round of one run (asv's `continuous --interleave-rounds`, Chromium
 Pinpoint), so that whatever the machine does in a round it does to both. Each cell's verdict then
 comes from the ratio of B's round median to A's in the same (pass, round), a paired ratio
-(harness.levels.paired_ratio), and the verdict rule of `bench compare` (harness.levels.verdict).
+(harness.levels.paired_ratio: from 6 passes on, the median of the passes' ratios and the sign
+test's interval around it), and the verdict rule of `bench compare` (harness.levels.verdict) at a
+threshold of AB_MIN_EFFECT (2%) rather than compare's 5%.
+
+What pairing cannot cancel is a cell's own luck in a pass: measured on a 2-vCPU VM, one (cell,
+pass) in five or ten of torch's ran 10-30% off on one side for all its rounds while the cells
+beside it in the same worker did not, which points at the cell's buffers (their layout in memory)
+rather than at the machine's state. Only more passes draw that luck again, so `--passes` sets
+their number (README: 15 passes found 24 of 36 planted 5% slowdowns on a 2-vCPU VM).
 
 The folder results/<run-id>-ab/ holds two ordinary runs, `a/` and `b/` (each with its own
 environment's metadata in run.json, so `bench report` reads either), and `ab.json`: the

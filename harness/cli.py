@@ -472,12 +472,14 @@ def ab_cmd(env_a, env_b, suite, results_dir, min_effect, passes, show_all, fmt) 
     Their workers take turns within every round of one run, so that the machine's drift hits both
     alike, and each cell's verdict (slower, faster, same, unknown, as in `bench compare`) comes from
     B's round medians paired with A's. Use it to chase a regression on a noisy machine; `bench
-    compare` compares runs made at different times. Exit status: 0 nothing slower, 1 a cell slower
-    in B or broken, 2 bad input.
+    compare` compares runs made at different times. A cell's luck in a pass (its process, its
+    buffers) is not shared by the other side, so passes are what narrow its CI: see the README for
+    what 15 passes found on a 2-vCPU VM. Exit status: 0 nothing slower, 1 a cell
+    slower in B or broken, 2 bad input.
 
     \b
     Examples:
-      bench ab ~/venvs/torch-2.12 ~/venvs/torch-2.13 quick
+      bench ab ~/venvs/torch-2.12 ~/venvs/torch-2.13 quick --passes 15
       bench ab .venv .venv smoke          an A/A check of the machine
     """
     from . import ab, suites
