@@ -474,8 +474,8 @@ def ab_cmd(env_a, env_b, suite, results_dir, min_effect, passes, show_all, fmt) 
     B's round medians paired with A's. Use it to chase a regression on a noisy machine; `bench
     compare` compares runs made at different times. A cell's luck in a pass (its process, its
     buffers) is not shared by the other side, so passes are what narrow its CI: see the README for
-    what 15 passes found on a 2-vCPU VM. Exit status: 0 nothing slower, 1 a cell
-    slower in B or broken, 2 bad input.
+    what 15 passes found on a 2-vCPU VM. Exit status: 0 nothing slower, 1 a cell slower in B or
+    broken, 2 bad input.
 
     \b
     Examples:

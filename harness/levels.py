@@ -302,9 +302,9 @@ def paired_ratio(a: dict[Unit, float], b: dict[Unit, float], *, confidence: floa
     disturbed passes move it by one rank, not by their size). method "bootstrap" (the default below
     ORDER_MIN_PASSES, where the order interval would be every pass's range): the median of the
     per-unit ratios with a hierarchical bootstrap of the per-unit log ratios, the small-k widening
-    and the pooling rule of level_summary. Judged on the same 9 A/B runs (10 passes, threshold 2%),
-    "order" flagged 1 of 144 cells where nothing was planted and found 30 of 36 planted 5%
-    slowdowns and 31 of 36 of 10%; "bootstrap" flagged 4 and found 27 and 33.
+    and the pooling rule of level_summary. Judged on the same 9 A/B runs (Intel Xeon, 2 vCPUs, 10
+    passes, threshold 2%), "order" flagged 1 of 144 cells where nothing was planted and found 30 of
+    36 planted 5% slowdowns and 31 of 36 of 10%; "bootstrap" flagged 4 and found 27 and 33.
     """
     _check_bootstrap_args(confidence, n_boot)
     keys = sorted(set(a) & set(b))
