@@ -111,11 +111,13 @@ def judge(folder: str | os.PathLike, min_effect: float = AB_MIN_EFFECT) -> Compa
         if len(set(a) & set(b)) < 2:
             continue
         r = levels.paired_ratio(a, b)
+        # n_a/n_b count the units of the CI's level, as in bench compare: passes, not (pass, round) pairs
+        n = len({p for p, _ in set(a) & set(b)}) if r.unit == "passes" else r.n_units
         verdict = levels.verdict(r, min_effect)
         sa, sb = ra.level_stats(), rb.level_stats()
         changes.append(CellChange(
             key=key, cell=cell, median_a_s=sa.median, median_b_s=sb.median, ratio=r.ratio, ci_low=r.ci_low,
-            ci_high=r.ci_high, unit=f"paired {r.unit}", n_a=r.n_units, n_b=r.n_units, threshold=min_effect,
+            ci_high=r.ci_high, unit=f"paired {r.unit}", n_a=n, n_b=n, threshold=min_effect,
             detectable=r.detectable, noisy=sa.noisy or sb.noisy,
             loops_differ=ra.iters_per_sample != rb.iters_per_sample, verdict=verdict,
             why=explain(r, verdict, min_effect)))

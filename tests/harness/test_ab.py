@@ -82,6 +82,9 @@ def test_the_same_environment_twice_changes_nothing(tmp_path, env_b):
         assert json.loads((folder / side / "run.json").read_text())["suite"]["timing"]["passes"] == 3
         cell = json.loads(next((folder / side / "cells").glob("mlp.slowed.*.json")).read_text())
         assert cell["passes_done"] == 3 and set(cell["sample_passes"]) == {0, 1, 2}
+    # a cell's unit count is that of its CI's level: 3 passes, or 3 x 4 (pass, round) pairs
+    for c in json.loads((folder / ab.AB_FILE).read_text())["cells"]:
+        assert c["n_a"] == c["n_b"] == {"paired passes": 3, "paired rounds": 12}[c["unit"]], c
 
 
 def test_an_environment_that_is_not_one_exits_2(tmp_path, env_b):
