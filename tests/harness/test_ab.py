@@ -51,7 +51,7 @@ def _bench_ab(tmp_path: Path, env_b: Path, slowdown: str | None, *extra: str) ->
 
 
 def test_a_slowdown_planted_in_b_is_found_in_exactly_its_cells(tmp_path, env_b):
-    proc = _bench_ab(tmp_path, env_b, "slowed=1.3", "--format", "json")
+    proc = _bench_ab(tmp_path, env_b, "slowed=1.3", "--format", "json", "--passes", "6")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["paired"] is True and doc["format"] == 2
