@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness import results
@@ -55,11 +56,14 @@ def _work_median(tmp: Path, frameworks: list[str], *, protected: bool = True) ->
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SIGSTOP of process groups and PR_SET_PDEATHSIG: Linux")
 def test_a_spinning_neighbour_does_not_slow_the_timed_cell(tmp_path):
-    alone = _work_median(tmp_path, ["work"])
-    beside = _work_median(tmp_path, ["work", "spinner"])
-    unprotected = _work_median(tmp_path, ["work", "spinner"], protected=False)
+    # Three runs of each setting, interleaved, and the median of each: one run of a cell that uses
+    # every core of a shared VM can be disturbed whole (alone once measured 1.24 ms against 0.67 ms
+    # beside the stopped spinner), and the rounds of a single run cannot show it.
+    runs = [(_work_median(tmp_path, ["work"]), _work_median(tmp_path, ["work", "spinner"]),
+             _work_median(tmp_path, ["work", "spinner"], protected=False)) for _ in range(3)]
+    alone, beside, unprotected = (float(np.median(x)) for x in zip(*runs, strict=True))
     print(f"\nwork alone {alone * 1e3:.3f} ms, beside a stopped spinner {beside * 1e3:.3f} ms, "
-          f"beside a running one {unprotected * 1e3:.3f} ms")
+          f"beside a running one {unprotected * 1e3:.3f} ms (medians of 3 runs each)")
     # Each worker is a session of its own, so the kernel's autogroups share the cores between the
     # processes, not their threads: a 1-thread cell would keep its core beside any spinner, which is
     # why the work uses every core.
