@@ -64,7 +64,8 @@ def in_pass(record: CellRecord, p: int, passes: int) -> CellRecord:
 
 def merge(prior: CellRecord | None, new: CellRecord, p: int, rounds: list[int]) -> CellRecord:
     """A cell's record after pass `p`: the earlier passes' samples and this one's, each labelled with
-    its pass and round; the first pass's check, calibration and first call; the largest peak memory."""
+    its pass and round; the first pass's check, calibration and first call; the largest peak memory
+    measured (a later pass's prebuilt cell measures none: worker_main._prebuild)."""
     labelled = new.replace(sample_passes=(p,) * len(new.samples_s), sample_rounds=tuple(rounds), passes_done=p + 1)
     if prior is None:
         return labelled

@@ -20,6 +20,11 @@ Samples are stored with their pass and round; harness.levels turns them into sta
 The first pass checks each cell and calibrates its iterations per sample; the later ones reuse
 that count, so that every sample of a cell measures the same loop.
 
+Before a pass is timed, while nothing is, its workers start side by side (their frameworks'
+imports) and do, all at once, what needs no quiet: the first pass's contract and float64 checks,
+a later pass's builds and first calls (_start_pass). A first pass's first call stays in `open`,
+timed alone, since it is kept (the compile time of a JIT).
+
 Every finished cell is written at once, atomically: a run that is killed loses at most the cells in
 flight, and `resume` runs only what is missing (a cell written after some of its passes goes on
 from the next). A worker that crashes, hangs past the cell timeout
@@ -239,6 +244,8 @@ def run_sides(suite: Suite, sides: dict[str | None, tuple[str | Path, str | None
             if not this:
                 continue
             progress("pass", index=p, passes=passes, cells=len(this) * len(state))
+            _start_pass([(side, c) for c in this for side in state if done_of(side, c) == p], suite, workers,
+                        shared.name)
             groups = _groups(this)
             rng = random.Random(f"{seed}:{p}")
             rng.shuffle(groups)
@@ -271,6 +278,34 @@ def run_sides(suite: Suite, sides: dict[str | None, tuple[str | Path, str | None
             summary.seconds = time.monotonic() - started
         progress("finish", summary=state[0].summary)
     return {side.name: side.summary for side in state}
+
+
+def _start_pass(entries: list[tuple[_Side, Cell]], suite: Suite, workers: Pool, cache_dir: str) -> None:
+    """Before a pass is timed, while nothing is: its workers started side by side, and what `open`
+    would do one worker at a time that needs no quiet done in every worker at once, on every usable
+    core (worker_main's prepare): the checks of the cells in their first pass, the builds and first
+    calls of those in a later one (whose first call is not kept). The first pass's first calls stay
+    in `open`, each timed alone. A worker that fails here is started again by its first cell, whose
+    record then says why."""
+    timeout_s = suite.timing.cell_timeout_s
+    at_once = metadata.usable_cpus()
+    workers.start([(cell, side.name, side.python) for side, cell in entries], timeout_s, at_once)
+    first = [(cell, side.name) for side, cell in entries if side.run.records.get(cell.key) is None]
+    later = [(cell, side.name) for side, cell in entries if side.run.records.get(cell.key) is not None]
+    jobs: dict = {}
+    if suite.verify:
+        for worker, cells in workers.workers_of(first):
+            jobs.setdefault(worker, {"op": "prepare", "seed": 0, "cache_dir": cache_dir})["cells"] = \
+                [c.to_dict() for c in cells]
+    for worker, cells in workers.workers_of(later):
+        jobs.setdefault(worker, {"op": "prepare", "seed": 0, "cache_dir": cache_dir})["build"] = \
+            [c.to_dict() for c in cells]
+    # a generous deadline: a model's checks take seconds, and the workers share the cores
+    n_models = len({(c.model, c.dtype, c.mode) for c, _ in first}) + len(later)
+    replies = workers.together(list(jobs.items()), timeout_s * max(1, n_models), at_once)
+    for worker, reply in replies.items():
+        if not isinstance(reply, dict):  # died or hung: gone; its cells' `open` starts another
+            workers.forget(worker)
 
 
 def _measure_group(entries: list[tuple[_Side, Cell]], p: int, suite: Suite, workers: Pool, cache_dir: str,

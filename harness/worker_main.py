@@ -7,6 +7,9 @@ the runner applies to the cell's record as they are: one schema on the wire and 
     parent -> worker                                  worker -> parent
     {"op": "setup", "framework", "threads"}           {"ok", "threads_applied", "available", "reason", "version"}
     {"op": "peak", "device"}                          {"ok", "gflops"}
+    {"op": "prepare", "cells": [Cell.to_dict()],      {"ok", "checked", "seconds"}
+     "build": [Cell.to_dict()], "seed", "cache_dir"}    (open's checks, and later passes' builds, made
+                                                        ahead: _Session.prepare)
     {"op": "open", "cell": Cell.to_dict(),            {"ok", "record": {first_call_s, iters_per_sample,
      "timing": Timing.to_dict(), "verify", "seed",      warmup_calls, min_sample_s, how, check, knobs, flops}}
      "cache_dir", "iters_per_sample"?}
@@ -61,6 +64,8 @@ class _Session:
         self.model = None
         self.references: dict = {}
         self.verdicts: dict = {}
+        self.prebuilt: dict = {}  # cell key -> (model, phase, timer, first call): prepare's "build"
+        self.unmeasured_peak = False
 
     def setup(self, msg: dict) -> dict:
         from . import adapters
@@ -99,6 +104,12 @@ class _Session:
         cache_dir = msg.get("cache_dir")  # the run's shared reference results (harness.verify)
         weights = ri.init_weights(spec, seed, np.float64)
         checking = bool(msg.get("verify"))
+        prebuilt = None if checking else self.prebuilt.pop(cell.key, None)
+        if prebuilt is not None:  # built by prepare, with its first call made (a later pass: not kept)
+            self.model, phase, self.timer, first = prebuilt
+            self.unmeasured_peak = True
+            return self._ready(cell, spec, phase, first, None, warmup, min_sample_s, msg.get("iters_per_sample"))
+        self.unmeasured_peak = False
         try:
             if checking:
                 reference = verify.PhaseReference(spec, weights, cell.batch_size, seed, cache_dir)
@@ -126,13 +137,89 @@ class _Session:
             timed = verify.check_timed(self.timer.readback(), reference, cell.phase, start, dtype=cell.dtype,
                                        device=cell.device)
             check = verify.cell_verdict(contract, timed, float64, self.adapter.float64_limitation)
+        return self._ready(cell, spec, phase, first, check, warmup, min_sample_s, msg.get("iters_per_sample"))
+
+    def _ready(self, cell: Cell, spec, phase, first: float, check, warmup: int, min_sample_s: float,
+               pinned: int | None) -> dict:
+        """The open cell warmed up and its iterations per sample set: its record so far."""
         self.timer.warmup(warmup)
-        pinned = msg.get("iters_per_sample")  # a later pass, or `bench run --loops-from`: no calibration
+        # pinned: a later pass, or `bench run --loops-from`: no calibration
         iters = self.timer.pin(int(pinned), min_sample_s) if pinned else self.timer.calibrate(min_sample_s)
         return {"ok": True, "record": {
             "first_call_s": first, "iters_per_sample": iters, "warmup_calls": warmup, "min_sample_s": min_sample_s,
             "how": phase.how, "check": check, "knobs": self.model.knobs(),
             "flops": spec.phase_flops(cell.phase, cell.batch_size)}}
+
+    def prepare(self, msg: dict) -> dict:
+        """What `open` would do one worker at a time that needs no quiet, done ahead for every cell of
+        a pass while no worker is timed: the runner asks every worker at once, and the work (JAX
+        compiling every model, twice for the checks) then uses every core, where `open` used one.
+
+        cells: the cells to check (their first pass): the contract check of a model built as the
+        timed one is, and the float64 check, each once per model, device, dtype and mode (what
+        `open` caches anyway). build: the cells of a later pass, built and called once (_prebuild).
+        What cannot be made here (the framework lacks the dtype, a build fails) is left to `open`,
+        which reports it as it would have."""
+        import numpy as np
+
+        import reference_impl as ri
+
+        from .adapters.base import Unavailable
+
+        seed = int(msg.get("seed", 0))
+        start, made = time.perf_counter(), 0
+        for data in msg.get("build", ()):
+            made += self._prebuild(Cell.from_dict(data), seed, msg.get("cache_dir"))
+        for data in msg.get("cells", ()):
+            cell = Cell.from_dict(data)
+            key = (cell.model, cell.device, cell.dtype, cell.mode)
+            if key in self.verdicts:
+                continue
+            spec = ri.models.get(cell.model)
+            weights = ri.init_weights(spec, seed, np.float64)
+            try:
+                if self.adapter.unavailable_reason(cell.device, cell.dtype, cell.mode):
+                    continue
+                self._float64_check(cell, spec, weights, seed)
+                model = self.adapter.build(spec, weights, device=cell.device, dtype=cell.dtype, mode=cell.mode)
+                self._contract_check(model, cell, spec, weights, seed)
+                made += 1
+            except Unavailable:
+                continue
+            except Exception:  # `open` meets it again, in its cell, and says so there
+                traceback.print_exc()
+                self.verdicts.pop(key, None)
+        return {"ok": True, "checked": made, "seconds": time.perf_counter() - start}
+
+    def _prebuild(self, cell: Cell, seed: int, cache_dir: str | None) -> bool:
+        """A cell of a later pass built, its timed phase made and called once (a JIT compiles then,
+        from the run's compilation cache), ahead of its turn: `open` then has only the warm-up and
+        the pinned loop to do. Its first call is not kept (a later pass keeps the first pass's), nor
+        its peak memory (every prebuilt model is in memory at once). False when it cannot be made
+        here: `open` makes it, and reports why it fails."""
+        import numpy as np
+
+        import reference_impl as ri
+
+        from . import verify
+        from .adapters.base import Unavailable
+        from .timing import Timer
+
+        spec = ri.models.get(cell.model)
+        weights = ri.init_weights(spec, seed, np.float64)
+        try:
+            x, y = verify.timed_batch(spec, weights, cell.batch_size, seed, cache_dir)
+            model = self.adapter.build(spec, weights, device=cell.device, dtype=cell.dtype, mode=cell.mode)
+            phase = model.timing_phase(cell.phase, x, y)
+            timer = Timer(phase)
+            first = timer.first_call()
+        except Unavailable:
+            return False
+        except Exception:
+            traceback.print_exc()
+            return False
+        self.prebuilt[cell.key] = (model, phase, timer, first)
+        return True
 
     def _contract_check(self, model, cell: Cell, spec, weights, seed: int):
         """The check of the built model through the contract, at checks.CHECK_BATCH (once per model,
@@ -208,6 +295,9 @@ class _Session:
         return {"ok": True, "samples_s": self.timer.sample(int(msg["k"]))}
 
     def close(self, msg: dict) -> dict:
+        if self.unmeasured_peak:  # prebuilt: the process holds the pass's other models too
+            self.model = self.timer = None
+            return {"ok": True, "record": {}}
         peak, kind = peak_rss_bytes(), "rss"
         device_memory = getattr(self.model, "device_memory", None)
         if device_memory is not None:
@@ -253,13 +343,17 @@ def main() -> None:
     os.dup2(2, 1)  # stray prints from frameworks go to stderr, never into the protocol
     sys.stdout = sys.stderr
     session = _Session()
-    handlers = {"setup": session.setup, "peak": session.peak, "open": session.open, "check": session.check,
-                "sample": session.sample, "close": session.close, "train_open": session.train,
+    handlers = {"setup": session.setup, "peak": session.peak, "prepare": session.prepare, "open": session.open,
+                "check": session.check, "sample": session.sample, "close": session.close, "train_open": session.train,
                 "train_steps": session.train, "train_eval": session.train}
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["op"] == "exit":
-            break
+            # Without the interpreter's teardown: TensorFlow's and Keras's took ~1 s a worker, six
+            # workers a pass. Every answer is written (line-buffered) and nothing else needs saving.
+            protocol.flush()
+            sys.stderr.flush()
+            os._exit(0)
         try:
             reply = handlers[msg["op"]](msg)
         except MemoryError as e:

@@ -97,6 +97,7 @@ class Worker:
         self._buffer = b""
         self.setup: dict = {}
         self.paused = False
+        self._exit_sent = False
 
     @property
     def alive(self) -> bool:
@@ -133,28 +134,43 @@ class Worker:
 
     def request(self, message: dict, timeout_s: float) -> dict:
         """Send one message and wait for its answer; WorkerTimeout or WorkerDied if none comes."""
+        self.send(message)
+        deadline = time.monotonic() + timeout_s
+        while (reply := self._take_reply()) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._timed_out(message, timeout_s)
+            ready, _, _ = select.select([self._proc.stdout], [], [], min(left, 1.0))
+            if ready:
+                self._read()
+        return reply
+
+    def send(self, message: dict) -> None:
+        """Send one message (the worker is let run first); its answer is read by request or Pool.together."""
         self.resume()
         try:
             self._proc.stdin.write(json.dumps(message).encode() + b"\n")
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._died() from None
-        deadline = time.monotonic() + timeout_s
-        out = self._proc.stdout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                tail = self.stderr_tail()
-                self.kill()
-                raise WorkerTimeout(f"no answer to {message['op']!r} within {timeout_s:.0f} s", tail)
-            ready, _, _ = select.select([out], [], [], min(left, 1.0))
-            if ready:
-                chunk = os.read(out.fileno(), 1 << 16)
-                if not chunk:
-                    raise self._died()
-                self._buffer += chunk
+
+    def _read(self) -> None:
+        """Read what the worker has written (call when its stdout is readable); WorkerDied at its end."""
+        chunk = os.read(self._proc.stdout.fileno(), 1 << 16)
+        if not chunk:
+            raise self._died()
+        self._buffer += chunk
+
+    def _take_reply(self) -> dict | None:
+        if b"\n" not in self._buffer:
+            return None
         line, _, self._buffer = self._buffer.partition(b"\n")
         return json.loads(line)
+
+    def _timed_out(self, message: dict, timeout_s: float) -> WorkerTimeout:
+        tail = self.stderr_tail()
+        self.kill()
+        return WorkerTimeout(f"no answer to {message['op']!r} within {timeout_s:.0f} s", tail)
 
     def _died(self) -> WorkerDied:
         try:
@@ -177,14 +193,23 @@ class Worker:
             self._proc.kill()
             self._proc.wait()
 
-    def close(self) -> None:
+    def send_exit(self) -> None:
+        """Tell the worker to exit, without waiting (Pool.close ends its workers side by side)."""
         self.resume()
-        if self._proc.poll() is None:
+        if self._proc.poll() is None and not self._exit_sent:
+            self._exit_sent = True
             try:
                 self._proc.stdin.write(b'{"op": "exit"}\n')
                 self._proc.stdin.flush()
+            except OSError:
+                self.kill()
+
+    def close(self) -> None:
+        self.send_exit()
+        if self._proc.poll() is None:
+            try:
                 self._proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 self.kill()
         self._stderr.close()
 
@@ -203,13 +228,88 @@ class Pool:
         key = (side, cell.framework, cell.device, cell.threads)
         worker = self._workers.get(key)
         if worker is None or not worker.alive:
-            if worker is not None:
-                worker.close()
-            worker = Worker(cell.framework, cell.device, cell.threads, self.extra_env, python=python)
-            self._workers[key] = worker
-            self._setup[key] = worker.request({"op": "setup", "framework": cell.framework,
-                                               "threads": cell.threads}, timeout_s)
-        return worker, self._setup[key]
+            self._new(key, python)
+            self._setup[key] = self._workers[key].request(self._setup_message(key), timeout_s)
+        return self._workers[key], self._setup[key]
+
+    def _new(self, key: tuple, python: str | None) -> Worker:
+        old = self._workers.pop(key, None)
+        if old is not None:
+            old.close()
+        side, framework, device, threads = key
+        self._workers[key] = worker = Worker(framework, device, threads, self.extra_env, python=python)
+        return worker
+
+    @staticmethod
+    def _setup_message(key: tuple) -> dict:
+        return {"op": "setup", "framework": key[1], "threads": key[3]}
+
+    def start(self, cells, timeout_s: float, at_once: int) -> None:
+        """Start the workers of `cells` ((cell, side, python) triples) that are not running, their
+        setups (the framework's import: seconds for TensorFlow) `at_once` at a time. Only for time
+        that is not measured: the workers run side by side. A worker that fails to start is left
+        for `get` to start again, which then reports why."""
+        keys: dict[tuple, str | None] = {}
+        for cell, side, python in cells:
+            key = (side, cell.framework, cell.device, cell.threads)
+            worker = self._workers.get(key)
+            if worker is None or not worker.alive:
+                keys.setdefault(key, python)
+        started = {key: self._new(key, python) for key, python in keys.items()}
+        replies = self.together([(worker, self._setup_message(key)) for key, worker in started.items()],
+                                timeout_s, at_once)
+        for key, worker in started.items():
+            reply = replies.get(worker)
+            if isinstance(reply, dict):
+                self._setup[key] = reply
+            else:
+                self._workers.pop(key).close()
+
+    def workers_of(self, cells) -> list[tuple[Worker, list]]:
+        """The running workers of `cells` ((cell, side) pairs), each with its cells."""
+        found: dict[tuple, list] = {}
+        for cell, side in cells:
+            found.setdefault((side, cell.framework, cell.device, cell.threads), []).append(cell)
+        return [(self._workers[key], mine) for key, mine in found.items()
+                if key in self._workers and self._workers[key].alive]
+
+    def together(self, jobs: list[tuple[Worker, dict]], timeout_s: float, at_once: int) -> dict:
+        """Send each (worker, message) of `jobs`, at most `at_once` workers busy at a time, and wait
+        for every answer: {worker: its reply, or the WorkerDied or WorkerTimeout that came instead}.
+        Only for work that is not timed (start-up, checks): the workers run side by side, none stopped."""
+        waiting = list(jobs)
+        busy: dict[Worker, tuple[dict, float]] = {}  # worker -> (its message, its deadline)
+        replies: dict = {}
+        while waiting or busy:
+            while waiting and len(busy) < max(1, at_once):
+                worker, message = waiting.pop(0)
+                try:
+                    worker.send(message)
+                except WorkerDied as e:
+                    replies[worker] = e
+                    continue
+                busy[worker] = (message, time.monotonic() + timeout_s)
+            now = time.monotonic()
+            for worker, (message, deadline) in list(busy.items()):
+                if now >= deadline:
+                    del busy[worker]
+                    replies[worker] = worker._timed_out(message, timeout_s)
+            if not busy:
+                continue
+            wait = max(0.0, min(deadline for _, deadline in busy.values()) - now)
+            by_fd = {worker._proc.stdout.fileno(): worker for worker in busy}
+            ready, _, _ = select.select(list(by_fd), [], [], min(wait, 1.0))
+            for fd in ready:
+                worker = by_fd[fd]
+                try:
+                    worker._read()
+                    reply = worker._take_reply()
+                except WorkerDied as e:
+                    reply = e
+                if reply is not None:
+                    del busy[worker]
+                    replies[worker] = reply
+        return replies
 
     def focus(self, worker: Worker) -> None:
         """Let `worker` run alone: every other worker of the run is stopped until its own turn."""
@@ -218,6 +318,14 @@ class Pool:
                 other.pause()
         worker.resume()
 
+    def forget(self, worker: Worker) -> None:
+        """Drop a worker that died or was killed: the next `get` of its cells starts another."""
+        for key, known in list(self._workers.items()):
+            if known is worker:
+                del self._workers[key]
+                worker.kill()
+                worker.close()
+
     def discard(self, cell, side: str | None = None) -> None:
         worker = self._workers.pop((side, cell.framework, cell.device, cell.threads), None)
         if worker is not None:
@@ -225,6 +333,9 @@ class Pool:
             worker.close()
 
     def close(self) -> None:
+        """End every worker: all are told to exit first, then each is waited for."""
+        for worker in self._workers.values():
+            worker.send_exit()
         for worker in self._workers.values():
             worker.close()
         self._workers.clear()
