@@ -6,8 +6,9 @@ function. Before a cell is timed, its worker checks three things against the flo
 
 - contract: a model built as the timed one is (once per model, device, dtype and mode, made ahead
   in every worker at once: worker_main's prepare), through the adapter contract, at
-  checks.CHECK_BATCH in the timed dtype: outputs, every layer's output, the loss, every gradient, and CHECK_STEPS updates of the
-  optimizer that train_step times (`bench check` runs the whole optimizer catalogue);
+  checks.CHECK_BATCH in the timed dtype: outputs, every layer's output, the loss, every gradient,
+  and CHECK_STEPS updates of the optimizer that train_step times (`bench check` runs the whole
+  optimizer catalogue);
 - timed: what the timed phase itself computed on its first call (Phase.readback), at the cell's
   own batch, on the very batch it is timed on: the outputs of a forward, the loss and gradients of
   a forward_backward or backward, the step and loss of a train_step;
