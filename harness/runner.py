@@ -25,6 +25,9 @@ imports) and do, all at once, what needs no quiet: the first pass's contract and
 a later pass's builds and first calls (_start_pass). A first pass's first call stays in `open`,
 timed alone, since it is kept (the compile time of a JIT).
 
+Past 400 lines: a pass's start, its groups' rounds and a cell's open, sample and close share the
+pool, the sides and the keep() that writes each cell; split apart they would pass all of it around.
+
 Every finished cell is written at once, atomically: a run that is killed loses at most the cells in
 flight, and `resume` runs only what is missing (a cell written after some of its passes goes on
 from the next). A worker that crashes, hangs past the cell timeout
