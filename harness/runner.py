@@ -296,16 +296,21 @@ def _start_pass(entries: list[tuple[_Side, Cell]], suite: Suite, workers: Pool, 
     first = [(cell, side.name) for side, cell in entries if side.run.records.get(cell.key) is None]
     later = [(cell, side.name) for side, cell in entries if side.run.records.get(cell.key) is not None]
     jobs: dict = {}
+    models: dict = {}  # worker -> what its job makes: a model checked, or a cell built
     if suite.verify:
         for worker, cells in workers.workers_of(first):
             jobs.setdefault(worker, {"op": "prepare", "seed": 0, "cache_dir": cache_dir})["cells"] = \
                 [c.to_dict() for c in cells]
+            models[worker] = len({(c.model, c.dtype, c.mode) for c in cells})
     for worker, cells in workers.workers_of(later):
         jobs.setdefault(worker, {"op": "prepare", "seed": 0, "cache_dir": cache_dir})["build"] = \
             [c.to_dict() for c in cells]
-    # a generous deadline: a model's checks take seconds, and the workers share the cores
-    n_models = len({(c.model, c.dtype, c.mode) for c, _ in first}) + len(later)
-    replies = workers.together(list(jobs.items()), timeout_s * max(1, n_models), at_once)
+        models[worker] = models.get(worker, 0) + len(cells)
+    # Each worker's deadline: a cell's timeout for each model it makes (what `open` would give each,
+    # one at a time, with every core), twice that where it shares the cores with other workers.
+    share = 2 if len(jobs) > 1 and at_once > 1 else 1
+    replies = workers.together([(worker, message, timeout_s * share * max(1, models[worker]))
+                                for worker, message in jobs.items()], at_once)
     for worker, reply in replies.items():
         if not isinstance(reply, dict):  # died or hung: gone; its cells' `open` starts another
             workers.forget(worker)

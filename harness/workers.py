@@ -139,11 +139,21 @@ class Worker:
         while (reply := self._take_reply()) is None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise self._timed_out(message, timeout_s)
-            ready, _, _ = select.select([self._proc.stdout], [], [], min(left, 1.0))
+                raise self.timed_out(message, timeout_s)
+            ready, _, _ = select.select([self], [], [], min(left, 1.0))
             if ready:
                 self._read()
         return reply
+
+    def fileno(self) -> int:
+        """The worker's stdout, where its answers come: a Worker can be handed to select.select."""
+        return self._proc.stdout.fileno()
+
+    def read_reply(self) -> dict | None:
+        """Read what the worker has written (call when select says it is readable) and return the
+        answer once a whole one has come, else None; WorkerDied if its stdout has ended."""
+        self._read()
+        return self._take_reply()
 
     def send(self, message: dict) -> None:
         """Send one message (the worker is let run first); its answer is read by request or Pool.together."""
@@ -156,7 +166,7 @@ class Worker:
 
     def _read(self) -> None:
         """Read what the worker has written (call when its stdout is readable); WorkerDied at its end."""
-        chunk = os.read(self._proc.stdout.fileno(), 1 << 16)
+        chunk = os.read(self.fileno(), 1 << 16)
         if not chunk:
             raise self._died()
         self._buffer += chunk
@@ -167,7 +177,8 @@ class Worker:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return json.loads(line)
 
-    def _timed_out(self, message: dict, timeout_s: float) -> WorkerTimeout:
+    def timed_out(self, message: dict, timeout_s: float) -> WorkerTimeout:
+        """Kill a worker that gave no answer to `message` in time; the WorkerTimeout that says so."""
         tail = self.stderr_tail()
         self.kill()
         return WorkerTimeout(f"no answer to {message['op']!r} within {timeout_s:.0f} s", tail)
@@ -256,8 +267,8 @@ class Pool:
             if worker is None or not worker.alive:
                 keys.setdefault(key, python)
         started = {key: self._new(key, python) for key, python in keys.items()}
-        replies = self.together([(worker, self._setup_message(key)) for key, worker in started.items()],
-                                timeout_s, at_once)
+        replies = self.together([(worker, self._setup_message(key), timeout_s) for key, worker in started.items()],
+                                at_once)
         for key, worker in started.items():
             reply = replies.get(worker)
             if isinstance(reply, dict):
@@ -273,37 +284,35 @@ class Pool:
         return [(self._workers[key], mine) for key, mine in found.items()
                 if key in self._workers and self._workers[key].alive]
 
-    def together(self, jobs: list[tuple[Worker, dict]], timeout_s: float, at_once: int) -> dict:
-        """Send each (worker, message) of `jobs`, at most `at_once` workers busy at a time, and wait
-        for every answer: {worker: its reply, or the WorkerDied or WorkerTimeout that came instead}.
-        Only for work that is not timed (start-up, checks): the workers run side by side, none stopped."""
+    def together(self, jobs: list[tuple[Worker, dict, float]], at_once: int) -> dict:
+        """Send each (worker, message, timeout_s) of `jobs`, at most `at_once` workers busy at a time,
+        each given timeout_s from when it is sent, and wait for every answer: {worker: its reply, or
+        the WorkerDied or WorkerTimeout that came instead}. Only for work that is not timed (start-up,
+        checks): the workers run side by side, none stopped."""
         waiting = list(jobs)
-        busy: dict[Worker, tuple[dict, float]] = {}  # worker -> (its message, its deadline)
+        busy: dict[Worker, tuple[dict, float, float]] = {}  # worker -> (its message, its timeout, its deadline)
         replies: dict = {}
         while waiting or busy:
             while waiting and len(busy) < max(1, at_once):
-                worker, message = waiting.pop(0)
+                worker, message, timeout_s = waiting.pop(0)
                 try:
                     worker.send(message)
                 except WorkerDied as e:
                     replies[worker] = e
                     continue
-                busy[worker] = (message, time.monotonic() + timeout_s)
+                busy[worker] = (message, timeout_s, time.monotonic() + timeout_s)
             now = time.monotonic()
-            for worker, (message, deadline) in list(busy.items()):
+            for worker, (message, timeout_s, deadline) in list(busy.items()):
                 if now >= deadline:
                     del busy[worker]
-                    replies[worker] = worker._timed_out(message, timeout_s)
+                    replies[worker] = worker.timed_out(message, timeout_s)
             if not busy:
                 continue
-            wait = max(0.0, min(deadline for _, deadline in busy.values()) - now)
-            by_fd = {worker._proc.stdout.fileno(): worker for worker in busy}
-            ready, _, _ = select.select(list(by_fd), [], [], min(wait, 1.0))
-            for fd in ready:
-                worker = by_fd[fd]
+            wait = max(0.0, min(deadline for _, _, deadline in busy.values()) - now)
+            ready, _, _ = select.select(list(busy), [], [], min(wait, 1.0))
+            for worker in ready:
                 try:
-                    worker._read()
-                    reply = worker._take_reply()
+                    reply = worker.read_reply()
                 except WorkerDied as e:
                     reply = e
                 if reply is not None:
