@@ -10,11 +10,15 @@ comes from the ratio of B's round median to A's in the same (pass, round), a pai
 test's interval around it), and the verdict rule of `bench compare` (harness.levels.verdict) at a
 threshold of AB_MIN_EFFECT (2%) rather than compare's 5%.
 
-What pairing cannot cancel is a cell's own luck in a pass: measured on a 2-vCPU VM, one (cell,
-pass) in five or ten of torch's ran 10-30% off on one side for all its rounds while the cells
-beside it in the same worker did not, which points at the cell's buffers (their layout in memory)
-rather than at the machine's state. Only more passes draw that luck again, so `--passes` sets
-their number (README: 15 passes found 24 of 36 planted 5% slowdowns on a 2-vCPU VM).
+What pairing cannot cancel is a process's own luck in a pass, which hits one side only. Two kinds
+were measured on a 2-vCPU VM (AMD EPYC, 2026-12-07). glibc's adjusting mmap threshold put a torch
+process's large tensors on fresh pages, faulted in on every call, or on reused heap memory,
+depending on its allocation history: 45% apart for the process's whole life in torch's mnist_cnn
+at batch 128 (harness/workers.py now fixes the threshold in every worker). And with 2 threads on 2
+vCPUs, a process ran in one of two modes (torch's lenet5 forward at batch 128: 3.3 or 4.9 ms),
+which one thread does not (6.2-6.4 ms in every process). Only more passes draw that luck again, so
+`--passes` sets their number; README, "bench ab", has what 10 and 15 passes found at 1 and 2
+threads.
 
 The folder results/<run-id>-ab/ holds two ordinary runs, `a/` and `b/` (each with its own
 environment's metadata in run.json, so `bench report` reads either), and `ab.json`: the

@@ -49,7 +49,7 @@ from . import metadata, results
 from .cells import Cell, CellRecord
 from .passes import compile_cache, in_pass, loops_of, merge, passes_done, tight
 from .suites import Suite
-from .workers import Pool, Worker, WorkerDied, WorkerTimeout
+from .workers import Pool, Worker, WorkerDied, WorkerTimeout, worker_env
 
 __all__ = ["RunSummary", "run_suite", "start_run", "resume_run", "Progress", "passes_done", "loops_of"]
 
@@ -84,6 +84,7 @@ def start_run(suite: Suite, results_dir: str | Path = "results", run_id: str | N
         "suite_path": str(suite.path) if suite.path else None,
         "environment": metadata.environment(),
         "thread_env": metadata.thread_env(),
+        "worker_env": worker_env(),
         "status": "running",
         "started": _now(),
     })

@@ -23,7 +23,8 @@ import time
 
 from .metadata import THREAD_COUNT_VARS
 
-__all__ = ["Pool", "Worker", "WorkerDied", "WorkerTimeout", "thread_environment", "SPIN_ENV"]
+__all__ = ["Pool", "Worker", "WorkerDied", "WorkerTimeout", "thread_environment", "worker_env",
+           "SPIN_ENV", "ALLOCATOR_ENV", "WORKER_DEFAULTS"]
 
 
 
@@ -39,6 +40,23 @@ def thread_environment(threads: int) -> dict[str, str]:
 # forward_backward at batch 128 measured 73 ms beside the reference, 38 ms with this set to 2^20
 # cycles (~0.4 ms), which cost the reference nothing measurable. A user's own setting wins.
 SPIN_ENV = {"OPENBLAS_THREAD_TIMEOUT": "20"}
+
+# NOTE: glibc serves an allocation above its mmap threshold (128 KiB at first) with a fresh mmap and
+# returns it with munmap, and then raises the threshold to the size it freed: whether a cell's large
+# tensors come from the heap (reused) or from fresh mmaps (every page faulted in and zeroed again, on
+# every call) depends on what the process allocated and freed before. torch's mnist_cnn
+# forward_backward at batch 128, one thread (AMD EPYC, 2 vCPUs, 2026-12-07), in 11 fresh processes:
+# 46.3-48.5 ms in 3, 66.8-70.0 ms in 8, for the process's whole life; with the threshold set (which
+# turns the adjustment off, mallopt(3)) and the heap kept rather than trimmed: 46.1-47.8 ms in 5 of 5.
+# In `bench ab` that luck of a pass was what kept a planted 5% from being found. glibc only; a user's
+# own setting wins.
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+WORKER_DEFAULTS = {**SPIN_ENV, **ALLOCATOR_ENV}  # what every worker gets unless the environment says otherwise
+
+
+def worker_env() -> dict[str, str]:
+    """WORKER_DEFAULTS as the workers get them now: the environment's own value where it has one."""
+    return {name: os.environ.get(name, value) for name, value in WORKER_DEFAULTS.items()}
 
 
 def code_path() -> str:
@@ -80,7 +98,7 @@ class Worker:
     def __init__(self, framework: str, device: str, threads: int, extra_env: dict[str, str] | None = None, *,
                  python: str | None = None) -> None:
         self.framework, self.device, self.threads = framework, device, threads
-        env = {**SPIN_ENV, **os.environ, **thread_environment(threads), **(extra_env or {}),
+        env = {**WORKER_DEFAULTS, **os.environ, **thread_environment(threads), **(extra_env or {}),
                "FWBENCH_PARENT_PID": str(os.getpid())}
         if python is not None:  # another environment's interpreter, running this fwbench's code (bench ab)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, (code_path(), env.get("PYTHONPATH"))))

@@ -3,6 +3,7 @@
     python scripts/validate_verdicts.py                    # 10 pairs: about 30 min on 2 cores
     python scripts/validate_verdicts.py --pairs 3          # a first look
     python scripts/validate_verdicts.py --part alone       # only the alone-against-together check
+    python scripts/validate_verdicts.py --part ab --pairs 2 --ab-passes 10 --threads 1   # README's bench ab columns
 
 It runs a small suite (mlp, lenet5, mnist_cnn; the reference and torch; batch 32 and 128;
 forward_backward and train_step: 24 cells, 3 passes) through `bench run`, many times, and reports:
@@ -54,7 +55,7 @@ dtypes = ["float32"]
 modes = ["eager"]
 batch_sizes = [32, 128]
 phases = {phases}
-threads = [2]
+threads = [{threads}]
 verify = false
 
 [timing]
@@ -67,8 +68,11 @@ cell_timeout_s = 120
 """
 
 
+THREADS = 2  # the suites' threads per cell (--threads)
+
+
 def _suite(folder: Path, name: str, frameworks: list[str], phases: list[str], passes: int, models=None) -> Path:
-    text = SUITE.format(frameworks=json.dumps(frameworks), phases=json.dumps(phases), passes=passes)
+    text = SUITE.format(frameworks=json.dumps(frameworks), phases=json.dumps(phases), passes=passes, threads=THREADS)
     if models:
         text = text.replace('models = ["mlp", "lenet5", "mnist_cnn"]', f"models = {json.dumps(models)}")
     path = folder / f"{name}.toml"
@@ -247,6 +251,7 @@ def alone(folder: Path, passes: int) -> list[tuple[str, str]]:
 
 
 def main() -> None:
+    global THREADS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10, help="pairs of A/A runs, and planted runs of each size")
     parser.add_argument("--passes", type=int, default=3, help="passes per run")
@@ -255,7 +260,12 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "verdicts", "ab", "alone"], default="all")
     parser.add_argument("--calibration-runs", type=int, default=3, help="runs of `bench noise` before the pairs")
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads per cell in every suite (1: what a 2-vCPU VM measures most steadily)")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    THREADS = args.threads
     folder = args.keep or Path(tempfile.mkdtemp(prefix="fwbench-verdicts-"))
     folder.mkdir(parents=True, exist_ok=True)
     env = metadata.environment()
@@ -271,7 +281,8 @@ def main() -> None:
         rows += alone(folder, args.passes)
     cpu = env.get("cpu") or {}
     print(f"\nmachine: {cpu.get('model')}, {cpu.get('logical_cores')} cores; torch "
-          f"{(env.get('packages') or {}).get('torch')}; {args.pairs} pairs, {args.passes} passes a run "
+          f"{(env.get('packages') or {}).get('torch')}; {args.threads} thread(s) a cell; {args.pairs} pairs, "
+          f"{args.passes} passes a run "
           f"({args.ab_passes} in bench ab); "
           f"{time.monotonic() - started:.0f} s; runs in {folder}")
     _table(rows)

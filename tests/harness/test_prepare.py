@@ -156,3 +156,27 @@ def test_a_worker_told_to_exit_ends_at_once_with_status_0():
     worker = _worker("reference")
     worker.close()
     assert worker._proc.returncode == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a worker's environment from /proc")
+@pytest.mark.parametrize("own", [None, "65536"])
+def test_a_worker_gets_the_allocator_settings_unless_the_environment_has_its_own(monkeypatch, own):
+    """glibc's adjusting mmap threshold made a process's speed depend on its allocation history
+    (harness/workers.py): every worker starts with it fixed, and a user's own value wins; run.json's
+    worker_env says which the workers had."""
+    from harness.workers import ALLOCATOR_ENV, worker_env
+
+    if own is None:
+        monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    else:
+        monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", own)
+    worker = Worker("reference", "cpu", 1)
+    try:
+        raw = Path(f"/proc/{worker.pid}/environ").read_bytes()
+        env = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+    finally:
+        worker.close()
+    expected = own or ALLOCATOR_ENV["MALLOC_MMAP_THRESHOLD_"]
+    assert env["MALLOC_MMAP_THRESHOLD_"] == expected == worker_env()["MALLOC_MMAP_THRESHOLD_"]
+    assert env["MALLOC_TRIM_THRESHOLD_"] == os.environ.get("MALLOC_TRIM_THRESHOLD_",
+                                                            ALLOCATOR_ENV["MALLOC_TRIM_THRESHOLD_"])

@@ -498,6 +498,8 @@ def test_each_sample_is_stored_with_its_pass_and_round(tmp_path):
     assert summary.statuses == {"ok": 4}
     run = results.read(run_dir)
     assert isinstance(run.meta["shuffle_seed"], int)
+    assert set(run.meta["worker_env"]) >= {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                                           "OPENBLAS_THREAD_TIMEOUT"}
     for record in run.records.values():
         assert record.passes_done == 2
         assert record.sample_passes == (0, 0, 0, 0, 1, 1, 1, 1)
