@@ -16,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from harness import results
@@ -56,14 +55,19 @@ def _work_median(tmp: Path, frameworks: list[str], *, protected: bool = True) ->
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SIGSTOP of process groups and PR_SET_PDEATHSIG: Linux")
 def test_a_spinning_neighbour_does_not_slow_the_timed_cell(tmp_path):
-    # Three runs of each setting, interleaved, and the median of each: one run of a cell that uses
-    # every core of a shared VM can be disturbed whole (alone once measured 1.24 ms against 0.67 ms
-    # beside the stopped spinner), and the rounds of a single run cannot show it.
+    # Five runs of each setting, interleaved, and the fastest of each. Work on both cores of this
+    # 2-vCPU VM runs in one of two modes from one process to the next (0.67 ms in one, 1.0-1.2 ms in
+    # another; a CI once had two of three runs alone in the slow one, median 1.02 ms against 0.68
+    # beside the stopped spinner). The mode is the process's luck, not the neighbour's doing, and the
+    # fastest run of five is the fast mode unless all five drew the slow one. A spinner that kept a
+    # share of the cores would slow every run, the fastest included.
     runs = [(_work_median(tmp_path, ["work"]), _work_median(tmp_path, ["work", "spinner"]),
-             _work_median(tmp_path, ["work", "spinner"], protected=False)) for _ in range(3)]
-    alone, beside, unprotected = (float(np.median(x)) for x in zip(*runs, strict=True))
+             _work_median(tmp_path, ["work", "spinner"], protected=False)) for _ in range(5)]
+    alone, beside, unprotected = (min(x) for x in zip(*runs, strict=True))
     print(f"\nwork alone {alone * 1e3:.3f} ms, beside a stopped spinner {beside * 1e3:.3f} ms, "
-          f"beside a running one {unprotected * 1e3:.3f} ms (medians of 3 runs each)")
+          f"beside a running one {unprotected * 1e3:.3f} ms (fastest of 5 runs each)")
+    for one in runs:
+        print("  one run: " + ", ".join(f"{t * 1e3:.3f} ms" for t in one))
     # Each worker is a session of its own, so the kernel's autogroups share the cores between the
     # processes, not their threads: a 1-thread cell would keep its core beside any spinner, which is
     # why the work uses every core.

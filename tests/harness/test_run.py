@@ -580,7 +580,7 @@ def test_a_loose_cell_takes_more_rounds_up_to_its_budget_and_a_tight_one_does_no
     from tests.harness import busy
 
     suite_file = _suite_toml(tmp_path / "budget.toml", name="budget", frameworks=("steady", "jittery"), samples=3,
-                             rounds=3, min_sample_s=0.0005, extra="", passes=2)
+                             rounds=3, min_sample_s=0.0005, extra="", passes=3)
     text = suite_file.read_text().replace("[timing]\n", "[timing]\nmax_rounds = 8\ntarget_ci = 0.03\n")
     suite_file.write_text(text.replace("verify = true", "verify = false"))
     env = _env(",".join(f"{k}={v}" for k, v in busy.ADAPTERS.items()))
@@ -589,9 +589,14 @@ def test_a_loose_cell_takes_more_rounds_up_to_its_budget_and_a_tight_one_does_no
     assert done.returncode == 0, done.stdout + done.stderr
     (run_dir,) = (tmp_path / "results").iterdir()
     records = {r.cell.framework: r for r in results.read(run_dir).records.values()}
-    steady, jittery = records["steady"], records["jittery"]
-    rounds_per_pass = {fw: [len({r for p, r in zip(*rec.sample_labels(), strict=True) if p == q}) for q in (0, 1)]
+    rounds_per_pass = {fw: [len({r for p, r in zip(*rec.sample_labels(), strict=True) if p == q}) for q in range(3)]
                        for fw, rec in records.items()}
-    assert rounds_per_pass["steady"] == [3, 3], rounds_per_pass  # tight at once: the planned rounds only
-    assert rounds_per_pass["jittery"] == [8, 8], rounds_per_pass  # one sample a round, +-50%: never tight
-    assert len(steady.samples_s) == 6 and len(jittery.samples_s) == 16
+    # One sample a round, +-50% by a seeded generator: never tight, whatever the machine adds.
+    assert rounds_per_pass["jittery"] == [8, 8, 8], rounds_per_pass
+    # A busy-wait of a fixed length is tight at once, and stops at the planned rounds, in a pass that
+    # the machine leaves alone. A shared VM can stall a millisecond sample in any one pass (it took 8
+    # rounds in one of two passes in a CI once), so one pass of three is asked to show it; a rule that
+    # extended every cell, or read its tightness wrong, would extend all three.
+    assert 3 in rounds_per_pass["steady"] and all(3 <= n <= 8 for n in rounds_per_pass["steady"]), rounds_per_pass
+    for fw, rec in records.items():
+        assert len(rec.samples_s) == sum(rounds_per_pass[fw]), fw  # one sample a round, every round kept
