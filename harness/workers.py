@@ -154,13 +154,14 @@ class Worker:
         """Send one message and wait for its answer; WorkerTimeout or WorkerDied if none comes."""
         self.send(message)
         deadline = time.monotonic() + timeout_s
-        while (reply := self._take_reply()) is None:
+        reply = self._take_reply()  # an answer already read with an earlier one
+        while reply is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self.timed_out(message, timeout_s)
             ready, _, _ = select.select([self], [], [], min(left, 1.0))
             if ready:
-                self._read()
+                reply = self.read_reply()
         return reply
 
     def fileno(self) -> int:
