@@ -242,6 +242,40 @@ def test_adam_eps_inside_the_root_fails_only_the_adam_update(kit, model, first, 
     assert _failed(result) - {t.tensor for t in adam} <= {f"{a}:losses" for a in adams}
 
 
+# -- JAX's jit: the layers' outputs and their gradients from compiled functions ----------------------
+
+
+def test_jax_jit_finds_planted_bugs_where_eager_does():
+    """In 'jit' mode JaxModel hands back every layer's output, and every output's gradient, from
+    one compiled function each, not op by op: the check names the layers the eager tests above
+    name. float32, as `bench run` times it; the updates with the timed optimizer only (each
+    optimizer is a compilation)."""
+    pytest.importorskip("jax")
+    from tests.harness import planted_jax
+
+    spec = ri.models.get("lenet5")
+    reference = ReferenceRun(spec, ri.init_weights(spec, 0, np.float64), 8, 0, 3,
+                             optimizers={checks.TIMED_OPTIMIZER: spec.optimizer})
+
+    def jit_check(adapter_cls):
+        return check_cell(type("Jit", (adapter_cls,), {"modes": ("eager", "jit")})(), reference, dtype="float32",
+                          mode="jit")
+
+    control = jit_check(planted_jax.PlantedAdapter)
+    assert control.status == "pass", _describe(control)
+    flipped = jit_check(planted_jax.FlippedConvAdapter)
+    assert flipped.first_divergence == "conv1 (forward)", _describe(flipped)
+    assert {"layer:conv1", "grad:conv1.weight", "output"} <= _failed(flipped)
+    summed = jit_check(planted_jax.SummedGradientsAdapter)
+    assert summed.first_divergence == "loss (backward)", _describe(summed)
+    assert all(t.passed for t in summed.tensors if t.stage == "forward")
+    dlayers = {t.tensor: t for t in summed.tensors if t.tensor.startswith("dlayer:")}
+    outputs = [layer.name for layer in spec.layers][: -1 if spec.loss_takes_logits else None]
+    assert set(dlayers) == {f"dlayer:{name}" for name in outputs}
+    for t in dlayers.values():  # batch 8: every gradient 8 times the reference's
+        assert not t.passed and t.normwise == pytest.approx(7.0, rel=1e-3), t.tensor
+
+
 # -- end to end through `bench check`, the planted adapters registered as entry points ------------
 
 

@@ -45,7 +45,9 @@ class KerasModel(BuiltModel):
         self._steps, param_layers = keras_layers(spec, dtype, nchw_flattens)
         # The loss sees the logits when it takes them: every step but the final activation.
         self._train_steps = self._steps[:-1] if spec.loss_takes_logits else self._steps
-        self._apply(self._steps, self._tensor(np.zeros((1, *native_shape(spec.input_shape)))))  # build the variables
+        # The variables built on a symbolic input: shapes only, no computation (on JAX, running the
+        # layers once eagerly compiled each operation, seconds a model)
+        self._apply(self._steps, keras.KerasTensor((1, *native_shape(spec.input_shape)), dtype=dtype))
         self._vars = {}
         for name in spec.param_shapes():
             layer, _, part = name.rpartition(".")

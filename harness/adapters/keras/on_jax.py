@@ -3,6 +3,8 @@ jax.value_and_grad and jax.jit; the reference's update rules on jax arrays."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from reference_impl.spec import OptimizerSpec
 
 from .. import update_rules
@@ -25,6 +27,7 @@ class KerasJaxModel(KerasModel):
         self._forward_fn = self._jit(lambda values, x: self._stateless(values, self._steps, x))
         self._grad_fn = self._jit(jax.value_and_grad(self._loss, argnums=(0, 1)))
         self._train_fn = None
+        self._layers_fn = self._layer_grads_fn = None  # made at their first call: only the checks use them
 
     def _values(self) -> list:
         return [v.value for v in self._var_list]
@@ -57,7 +60,9 @@ class KerasJaxModel(KerasModel):
             return loss, [p for p, _ in new], [s for _, s in new]
 
         self._optimizer, self._steps_taken = optimizer, 0
-        self._slots = [tuple(jnp.zeros_like(v) for _ in update_rules.slot_names(optimizer)) for v in self._values()]
+        # zeros made by NumPy and copied over: jnp.zeros compiles a program per shape
+        self._slots = [tuple(self._tensor(np.zeros(v.shape), v.dtype) for _ in update_rules.slot_names(optimizer))
+                       for v in self._values()]
         self._train_fn = self._jit(step)
 
     def _train(self, x, y):
@@ -67,31 +72,56 @@ class KerasJaxModel(KerasModel):
             var.assign(value)
         return loss
 
+    def layer_outputs(self, x):
+        """Every layer's output from one function of the mode (compiled in 'jit' mode: op by op, each
+        operation was compiled on its own); images NCHW, flattened features in the canonical order."""
+        if self._layers_fn is None:
+            steps = self._steps
+            ends = [i for i, (layer, _) in enumerate(steps) if i + 1 == len(steps) or steps[i + 1][0] != layer]
+
+            def outputs(values, h):
+                with self.keras.StatelessScope(state_mapping=list(zip(self._var_list, values, strict=True))):
+                    kept = []
+                    for i, (_, step) in enumerate(steps):
+                        h = step(h)
+                        if i in ends:
+                            kept.append(h)
+                    return kept
+
+            self._layers_fn = ([steps[i][0] for i in ends], self._jit(outputs))
+        names, fn = self._layers_fn
+        return {layer: self._canonical_output(layer, h)
+                for layer, h in zip(names, fn(self._values(), self._input(x)), strict=True)}
+
     def layer_output_grads(self, x, y):
-        """Op by op, also in 'jit' mode: the gradient of the loss with respect to a zero added to
-        each layer's output (a probe), which is that output's gradient."""
+        """The gradient of the loss with respect to a zero added to each layer's output (a probe),
+        which is that output's gradient; one function of the mode, as layer_outputs."""
         import jax
-        import jax.numpy as jnp
 
-        steps, ends = self._train_steps, self._output_ends()
+        if self._layer_grads_fn is None:
+            steps, ends = self._train_steps, self._output_ends()
+
+            def run(probes, values, h):
+                with self.keras.StatelessScope(state_mapping=list(zip(self._var_list, values, strict=True))):
+                    kept = {}
+                    for i, (_, step) in enumerate(steps):
+                        h = step(h)
+                        if i in probes:
+                            h = h + probes[i]
+                        if i in ends:
+                            kept[i] = h
+                    return h, kept
+
+            def shapes(values, h):  # the probed outputs, traced for their shapes, not computed
+                return run({}, values, h)[1]
+
+            grad = self._jit(jax.grad(lambda probes, values, h, t: self._loss_of(run(probes, values, h)[0], t)))
+            self._layer_grads_fn = (ends, shapes, grad)
+        ends, shapes, grad = self._layer_grads_fn
         tx, ty, values = self._input(x), self._target(y), self._values()
-
-        def run(probes):
-            with self.keras.StatelessScope(state_mapping=list(zip(self._var_list, values, strict=True))):
-                h = tx
-                for i, (_, step) in enumerate(steps):
-                    h = step(h)
-                    if i in probes:
-                        h = h + probes[i]
-                return h
-
-        zeros, h = {}, tx
-        for i, (_, step) in enumerate(steps):  # one forward, for the outputs' shapes
-            h = step(h)
-            if i in ends:
-                zeros[i] = jnp.zeros_like(h)
-        grads = jax.grad(lambda probes: self._loss_of(run(probes), ty))(zeros)
-        return {steps[i][0]: self._canonical_output(steps[i][0], grads[i]) for i in ends}
+        zeros = {i: self._tensor(np.zeros(s.shape), s.dtype) for i, s in jax.eval_shape(shapes, values, tx).items()}
+        grads = grad(zeros, values, tx, ty)
+        return {self._train_steps[i][0]: self._canonical_output(self._train_steps[i][0], grads[i]) for i in ends}
 
     def timing_phase(self, phase, x, y):
         import jax
