@@ -308,8 +308,13 @@ def _start_pass(entries: list[tuple[_Side, Cell]], suite: Suite, workers: Pool, 
             [c.to_dict() for c in cells]
         models[worker] = models.get(worker, 0) + len(cells)
     # Each worker's deadline: a cell's timeout for each model it makes (what `open` would give each,
-    # one at a time, with every core), twice that where it shares the cores with other workers.
+    # one at a time, with every core), twice that where it shares the cores with other workers; and
+    # then its BLAS and OpenMP pools one thread each (at_once workers on as many cores), since pools
+    # larger than their share spin against each other.
     share = 2 if len(jobs) > 1 and at_once > 1 else 1
+    if share > 1:
+        for message in jobs.values():
+            message["threads"] = 1
     replies = workers.together([(worker, message, timeout_s * share * max(1, models[worker]))
                                 for worker, message in jobs.items()], at_once)
     for worker, reply in replies.items():

@@ -8,8 +8,8 @@ the runner applies to the cell's record as they are: one schema on the wire and 
     {"op": "setup", "framework", "threads"}           {"ok", "threads_applied", "available", "reason", "version"}
     {"op": "peak", "device"}                          {"ok", "gflops"}
     {"op": "prepare", "cells": [Cell.to_dict()],      {"ok", "checked", "seconds"}
-     "build": [Cell.to_dict()], "seed", "cache_dir"}    (open's checks, and later passes' builds, made
-                                                        ahead: _Session.prepare)
+     "build": [Cell.to_dict()], "seed", "cache_dir",    (open's checks, and later passes' builds, made
+     "threads"?}                                        ahead: _Session.prepare)
     {"op": "open", "cell": Cell.to_dict(),            {"ok", "record": {first_call_s, iters_per_sample,
      "timing": Timing.to_dict(), "verify", "seed",      warmup_calls, min_sample_s, how, check, knobs, flops}}
      "cache_dir", "iters_per_sample"?}
@@ -25,6 +25,7 @@ A failure answers {"ok": false, "kind": "skipped" | "error" | "oom", "error": ".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -66,6 +67,8 @@ class _Session:
         self.verdicts: dict = {}
         self.prebuilt: dict = {}  # cell key -> (model, phase, timer, first call): prepare's "build"
         self.unmeasured_peak = False
+        # the CPUs this process may use, before its adapter pins it (configure_threads): prepare's
+        self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
 
     def setup(self, msg: dict) -> dict:
         from . import adapters
@@ -159,7 +162,24 @@ class _Session:
         timed one is, and the float64 check, each once per model, device, dtype and mode (what
         `open` caches anyway). build: the cells of a later pass, built and called once (_prebuild).
         What cannot be made here (the framework lacks the dtype, a build fails) is left to `open`,
-        which reports it as it would have."""
+        which reports it as it would have.
+
+        threads: the size of the BLAS and OpenMP pools (NumPy's, torch's) meanwhile, where workers
+        share the cores. Two side by side with two threads each on 2 cores spin against each other:
+        torch's checks took 7.0 s beside JAX's, 4.5 s with one thread, 2.2 s alone (AMD EPYC,
+        2026-12-07). TensorFlow's and XLA's pools are sized once, at start. A process that its
+        adapter pinned to fewer CPUs (JAX's configure_threads) has every CPU back meanwhile: two
+        pinned to the same one would share it while another idles (JAX's and Keras-on-JAX's checks
+        at one thread took 72 and 71 s side by side, both on CPU 0)."""
+        from threadpoolctl import threadpool_limits
+
+        threads = msg.get("threads")
+        if threads is None:
+            return self._prepare(msg)
+        with threadpool_limits(limits=int(threads)), _every_cpu(self.cpus):
+            return self._prepare(msg)
+
+    def _prepare(self, msg: dict) -> dict:
         import numpy as np
 
         import reference_impl as ri
@@ -306,6 +326,29 @@ class _Session:
                 peak, kind = found
         self.model = self.timer = None
         return {"ok": True, "record": {"peak_memory_bytes": peak, "memory_kind": kind}}
+
+
+@contextlib.contextmanager
+def _every_cpu(cpus: set[int] | None):
+    """Every thread of this process on `cpus` meanwhile (those it may use), then each back on the
+    CPUs the process had, threads started meanwhile too: a pinned worker's untimed work side by side."""
+    pinned = os.sched_getaffinity(0) if cpus is not None else None
+    if pinned is None or pinned == cpus:
+        yield
+        return
+    _pin_threads(cpus)
+    try:
+        yield
+    finally:
+        _pin_threads(pinned)
+
+
+def _pin_threads(cpus: set[int]) -> None:
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # a thread that ended meanwhile
+            pass
 
 
 def _threadpools() -> list[dict]:

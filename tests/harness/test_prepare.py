@@ -180,3 +180,38 @@ def test_a_worker_gets_the_allocator_settings_unless_the_environment_has_its_own
     assert env["MALLOC_MMAP_THRESHOLD_"] == expected == worker_env()["MALLOC_MMAP_THRESHOLD_"]
     assert env["MALLOC_TRIM_THRESHOLD_"] == os.environ.get("MALLOC_TRIM_THRESHOLD_",
                                                             ALLOCATOR_ENV["MALLOC_TRIM_THRESHOLD_"])
+
+
+_PINNED = """
+import json, os, threading
+from harness import worker_main
+every = os.sched_getaffinity(0)
+os.sched_setaffinity(0, {min(every)})  # as JAX's configure_threads pins a 1-thread worker
+seen = {}
+stop = threading.Event()
+started = []
+with worker_main._every_cpu(every):
+    seen["inside"] = sorted(os.sched_getaffinity(0))
+    t = threading.Thread(target=stop.wait)  # a thread the framework starts meanwhile
+    t.start()
+    started.append(t.native_id)
+seen["after"] = sorted(os.sched_getaffinity(0))
+seen["thread after"] = sorted(os.sched_getaffinity(started[0]))
+stop.set()
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity (Linux) and at least 2 usable CPUs")
+def test_a_pinned_worker_has_every_cpu_while_it_prepares_and_is_pinned_again_after():
+    import json
+    import subprocess
+    import sys
+
+    every = sorted(os.sched_getaffinity(0))
+    proc = subprocess.run([sys.executable, "-c", _PINNED], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["inside"] == every
+    assert seen["after"] == seen["thread after"] == [min(every)]
