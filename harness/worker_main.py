@@ -25,7 +25,6 @@ A failure answers {"ok": false, "kind": "skipped" | "error" | "oom", "error": ".
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -164,19 +163,13 @@ class _Session:
         What cannot be made here (the framework lacks the dtype, a build fails) is left to `open`,
         which reports it as it would have.
 
-        threads: the size of the BLAS and OpenMP pools (NumPy's, torch's) meanwhile, where workers
-        share the cores. Two side by side with two threads each on 2 cores spin against each other:
-        torch's checks took 7.0 s beside JAX's, 4.5 s with one thread, 2.2 s alone (AMD EPYC,
-        2026-12-07). TensorFlow's and XLA's pools are sized once, at start. A process that its
-        adapter pinned to fewer CPUs (JAX's configure_threads) has every CPU back meanwhile: two
-        pinned to the same one would share it while another idles (JAX's and Keras-on-JAX's checks
-        at one thread took 72 and 71 s side by side, both on CPU 0)."""
-        from threadpoolctl import threadpool_limits
+        threads: where workers share the cores, the thread pools' size meanwhile, and every CPU for
+        a process pinned to fewer (harness/sharing.py says why)."""
+        from .sharing import side_by_side
 
-        threads = msg.get("threads")
-        if threads is None:
+        if msg.get("threads") is None:
             return self._prepare(msg)
-        with threadpool_limits(limits=int(threads)), _every_cpu(self.cpus):
+        with side_by_side(int(msg["threads"]), self.cpus):
             return self._prepare(msg)
 
     def _prepare(self, msg: dict) -> dict:
@@ -326,29 +319,6 @@ class _Session:
                 peak, kind = found
         self.model = self.timer = None
         return {"ok": True, "record": {"peak_memory_bytes": peak, "memory_kind": kind}}
-
-
-@contextlib.contextmanager
-def _every_cpu(cpus: set[int] | None):
-    """Every thread of this process on `cpus` meanwhile (those it may use), then each back on the
-    CPUs the process had, threads started meanwhile too: a pinned worker's untimed work side by side."""
-    pinned = os.sched_getaffinity(0) if cpus is not None else None
-    if pinned is None or pinned == cpus:
-        yield
-        return
-    _pin_threads(cpus)
-    try:
-        yield
-    finally:
-        _pin_threads(pinned)
-
-
-def _pin_threads(cpus: set[int]) -> None:
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            os.sched_setaffinity(int(tid), cpus)
-        except OSError:  # a thread that ended meanwhile
-            pass
 
 
 def _threadpools() -> list[dict]:

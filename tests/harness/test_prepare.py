@@ -184,13 +184,13 @@ def test_a_worker_gets_the_allocator_settings_unless_the_environment_has_its_own
 
 _PINNED = """
 import json, os, threading
-from harness import worker_main
+from harness import sharing
 every = os.sched_getaffinity(0)
 os.sched_setaffinity(0, {min(every)})  # as JAX's configure_threads pins a 1-thread worker
 seen = {}
 stop = threading.Event()
 started = []
-with worker_main._every_cpu(every):
+with sharing.every_cpu(every):
     seen["inside"] = sorted(os.sched_getaffinity(0))
     t = threading.Thread(target=stop.wait)  # a thread the framework starts meanwhile
     t.start()
