@@ -140,13 +140,17 @@ class BuiltModel(ABC):
         raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
 
 
+def output_ends(layers: list[str]) -> list[int]:
+    """For layer_outputs: the indices in `layers` (the spec layer of each op, in order) where a spec
+    layer's output is complete (a layer with an activation is two ops)."""
+    return [i for i, layer in enumerate(layers) if i + 1 == len(layers) or layers[i + 1] != layer]
+
+
 def layer_ends(spec: ModelSpec, layers: list[str]) -> list[int]:
-    """For layer_output_grads: the indices in `layers` (the spec layer of each op the loss sees, in
-    order) where a spec layer's output is complete, leaving out the last layer when the loss takes
-    logits."""
+    """For layer_output_grads: output_ends of the ops the loss sees, leaving out the last layer
+    when the loss takes logits."""
     last = spec.layers[-1].name if spec.loss_takes_logits else None
-    return [i for i, layer in enumerate(layers)
-            if (i + 1 == len(layers) or layers[i + 1] != layer) and layer != last]
+    return [i for i in output_ends(layers) if layers[i] != last]
 
 
 def phase_readback(model: BuiltModel, phase: str, *, output=None, grads=None, loss=None):

@@ -38,7 +38,7 @@ from reference_impl.functional import conv_geometry, pool_geometry
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
 from . import update_rules
-from .base import Adapter, BuiltModel, layer_ends, parse_device
+from .base import Adapter, BuiltModel, layer_ends, output_ends, parse_device
 from .jax_phases import kept_result, timing_phase
 
 __all__ = ["JaxAdapter", "JaxModel", "kept_result"]
@@ -280,7 +280,7 @@ class JaxModel(BuiltModel):
         float32 and float64 compiled 159 programs that way, and 10 now (AMD EPYC, 2026-12-07)."""
         if self._layers_fn is None:
             steps = self._steps
-            ends = {i for i, (layer, _) in enumerate(steps) if i + 1 == len(steps) or steps[i + 1][0] != layer}
+            ends = output_ends([layer for layer, _ in steps])
 
             def outputs(params, h):
                 kept = []
@@ -290,7 +290,7 @@ class JaxModel(BuiltModel):
                         kept.append(h)
                 return kept
 
-            self._layers_fn = ([steps[i][0] for i in sorted(ends)], self._compile(outputs))
+            self._layers_fn = ([steps[i][0] for i in ends], self._compile(outputs))
         names, fn = self._layers_fn
         return {name: self._host(h) for name, h in zip(names, fn(self.params, self._input(x)), strict=True)}
 
@@ -301,24 +301,22 @@ class JaxModel(BuiltModel):
 
         if self._layer_grads_fn is None:
             steps = self._train_steps
-            ends = sorted(layer_ends(self.spec, [layer for layer, _ in steps]))
+            ends = layer_ends(self.spec, [layer for layer, _ in steps])
 
-            def run(probes, params, h):
+            def run(probes, params, h):  # the output, and the probed layers' outputs
+                kept = {}
                 for i, (_, step) in enumerate(steps):
                     h = step(params, h)
                     if i in probes:
                         h = h + probes[i]
-                return h
-
-            def shapes(params, h):  # the probed outputs' shapes, traced without computing them
-                kept = {}
-                for i, (_, step) in enumerate(steps):
-                    h = step(params, h)
                     if i in ends:
                         kept[i] = h
-                return kept
+                return h, kept
 
-            grad = self._compile(jax.grad(lambda probes, params, h, t: self._loss_of(run(probes, params, h), t)))
+            def shapes(params, h):  # the probed outputs, traced for their shapes, not computed
+                return run({}, params, h)[1]
+
+            grad = self._compile(jax.grad(lambda probes, params, h, t: self._loss_of(run(probes, params, h)[0], t)))
             self._layer_grads_fn = ([(i, steps[i][0]) for i in ends], shapes, grad)
         probed, shapes, grad = self._layer_grads_fn
         tx, ty = self._input(x), self._target(y)

@@ -10,7 +10,7 @@ import numpy as np
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
 from .. import update_rules
-from ..base import BuiltModel, Unavailable, layer_ends
+from ..base import BuiltModel, Unavailable, layer_ends, output_ends
 from ..tensorflow.layout import flatten_layout, from_canonical, native_shape, nchw_to_nhwc, nhwc_to_nchw, to_canonical
 from ..tensorflow.model import keras_layers
 
@@ -134,10 +134,11 @@ class KerasModel(BuiltModel):
         """Layer by layer, op by op (a compiled function has no per-layer outputs); images NCHW,
         flattened features in the canonical order."""
         outputs: dict[str, np.ndarray] = {}
+        ends = output_ends([layer for layer, _ in self._steps])
         h = self._input(x)
         for i, (layer, step) in enumerate(self._steps):
             h = step(h)
-            if i + 1 == len(self._steps) or self._steps[i + 1][0] != layer:
+            if i in ends:
                 outputs[layer] = self._canonical_output(layer, h)
         return outputs
 

@@ -8,7 +8,7 @@ import numpy as np
 from reference_impl.spec import OptimizerSpec
 
 from .. import update_rules
-from ..base import phase_readback
+from ..base import output_ends, phase_readback
 from ..jax_phases import kept_result
 from ..tensorflow.layout import nhwc_to_nchw
 from .model import KerasModel
@@ -77,7 +77,7 @@ class KerasJaxModel(KerasModel):
         operation was compiled on its own); images NCHW, flattened features in the canonical order."""
         if self._layers_fn is None:
             steps = self._steps
-            ends = [i for i, (layer, _) in enumerate(steps) if i + 1 == len(steps) or steps[i + 1][0] != layer]
+            ends = output_ends([layer for layer, _ in steps])
 
             def outputs(values, h):
                 with self.keras.StatelessScope(state_mapping=list(zip(self._var_list, values, strict=True))):

@@ -28,7 +28,7 @@ from reference_impl.functional import conv_geometry, pool_geometry
 from reference_impl.spec import ModelSpec, OptimizerSpec
 
 from .. import update_rules as optim
-from ..base import BuiltModel, layer_ends
+from ..base import BuiltModel, layer_ends, output_ends
 from .layout import flatten_layout, from_canonical, native_shape, nchw_to_nhwc, nhwc_to_nchw, to_canonical
 from .phases import timing_phase
 from .runtime import import_keras, import_tf, knobs, tf_device
@@ -273,10 +273,11 @@ class TensorFlowModel(BuiltModel):
         tf = import_tf()
         outputs: dict[str, np.ndarray] = {}
         with tf.device(self._tf_device):
+            ends = output_ends([layer for layer, _ in self._steps])
             h = self._input(x)
             for i, (layer, step) in enumerate(self._steps):
                 h = step(h)
-                if i + 1 == len(self._steps) or self._steps[i + 1][0] != layer:
+                if i in ends:
                     out = nhwc_to_nchw(_host(h))
                     if layer in self._reorder:
                         out = np.ascontiguousarray(out[:, self._reorder[layer]])
