@@ -446,6 +446,11 @@ def noise_cmd(suite, runs, existing, results_dir) -> None:
     for kind, floor in doc["floors"].items():
         click.echo(f"  {kind:<{width}}  {floor:6.1%}  ({doc['pairs'][kind]} ratios)")
     click.echo(f"  {'every cell':<{width}}  {doc['floor_all']:6.1%}")
+    for control, part in doc["relative"].items():
+        click.echo(f"relative to {control} (bench compare --relative-to {control}):")
+        for kind, floor in part["floors"].items():
+            click.echo(f"  {kind:<{width}}  {floor:6.1%}  ({part['pairs'][kind]} ratios)")
+        click.echo(f"  {'every cell':<{width}}  {part['floor_all']:6.1%}")
     click.echo(f"calibration: {path} (bench compare uses it for runs in {path.parent} on this machine)")
 
 

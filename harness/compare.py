@@ -20,7 +20,9 @@ The threshold of a cell is the larger of `min_effect` (default 5%) and its kind'
 (framework, phase, device) from a `bench noise` calibration of the machine (harness.noise): two runs
 differ by more than either run's spread says, because the machine changes between them, and
 only an A/A calibration measures by how much. relative_to='reference' divides each cell's round
-medians by the control framework's in the same round, which cancels what hit the whole machine.
+medians by the control framework's in the same round (harness.relative), which cancels what hit the
+whole machine; its thresholds then use the floors the calibration measured on such ratios
+(`noise_relative`), or its floors of absolute times when it has none for that control.
 
 Cells that ran in A but failed in B (error, crashed, timeout, oom), and cells whose equivalence
 check passed in A but not in B, are listed as broken: a gate must not go green because a cell
@@ -41,10 +43,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
-from . import levels, metadata, noise, results
-from .cells import CELL_FIELDS, FAILED, WORKLOAD_FIELDS
+from . import levels, metadata, noise, relative, results
+from .cells import CELL_FIELDS, FAILED
 from .errors import BadInput, UnknownName
 from .results import Run
 
@@ -114,6 +114,7 @@ class Comparison:
     relative_to: str | None = None  # the control framework, when times are ratios to it (compare_runs)
     noise: str | None = None  # the `bench noise` calibration whose floors raised the thresholds
     paired: bool = False  # bench ab: A and B measured in the same rounds, ratios paired by round
+    noise_relative: bool = False  # the floors were measured on times relative to relative_to, as compared
 
     def _having(self, verdict: str) -> list[CellChange]:
         return [c for c in self.changes if c.verdict == verdict]
@@ -149,7 +150,7 @@ class Comparison:
         return {
             "format": FORMAT, "run_a": self.run_a, "run_b": self.run_b, "min_effect": self.min_effect,
             "noise": self.noise, "paired": self.paired, "forced": self.forced, "failed": self.failed,
-            "relative_to": self.relative_to,
+            "relative_to": self.relative_to, "noise_relative": self.noise_relative,
             "counts": self.counts(),
             "differences": [{"field": f, "a": a, "b": b} for f, a, b in self.differences],
             "notes": [{"field": f, "a": a, "b": b} for f, a, b in self.notes],
@@ -223,7 +224,7 @@ def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
                 found = tuple(sorted(df["framework"].unique()))
                 raise UnknownName("framework", relative_to, found or ("none",), key="--relative-to",
                                   hint=f": run {name} has no finished cell of it")
-        a, b = _relative(a, relative_to), _relative(b, relative_to)
+        a, b = relative.relative_table(a, relative_to), relative.relative_table(b, relative_to)
     changes, broken = [], []
     for key in a.index.intersection(b.index):
         ra, rb = a.loc[key], b.loc[key]
@@ -237,7 +238,7 @@ def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
                                  f"no longer matches the reference: first divergence {rb['first_divergence']}"))
             continue
         if ra["status"] == "ok" and rb["status"] == "ok" and ra["samples_s"] and rb["samples_s"]:
-            threshold = max(min_effect, noise.floor_for(calibration, cell))
+            threshold = max(min_effect, noise.floor_for(calibration, cell, relative_to))
             changes.append(_judge(key, cell, ra, rb, threshold))
     ok_a = set(a.index[a["status"] == "ok"])
     ok_b = set(b.index[b["status"] == "ok"])
@@ -247,43 +248,8 @@ def compare_runs(run_a: Run | str | os.PathLike, run_b: Run | str | os.PathLike,
         changes=sorted(changes, key=lambda c: c.key), broken=sorted(broken, key=lambda x: x.key),
         only_a=sorted(ok_a - compared), only_b=sorted(ok_b - compared),
         differences=refusing, forced=force and bool(refusing), notes=informing, relative_to=relative_to,
-        noise=str(noise_file) if noise_file is not None else None)
-
-
-def _labels(row) -> tuple[list, list, list]:
-    samples = list(row["samples_s"])
-    passes, rounds = list(row["sample_passes"]), list(row["sample_rounds"])
-    return samples, passes, rounds
-
-
-def _relative(df, control: str):
-    """df without the control framework's cells, every other ok cell's samples replaced by its round
-    medians divided by the control's round median of the same (pass, round): one value per round,
-    labelled with it. A cell whose workload the control did not finish, or that shares fewer than 2
-    rounds with it, becomes 'skipped'."""
-    df = df.copy()
-    ok = df[(df["framework"] == control) & (df["status"] == "ok")]
-    controls: dict[tuple, dict] = {}
-    # the control's eager cell when it has several modes
-    for _, r in ok.assign(_other=ok["mode"] != "eager").sort_values("_other", kind="stable").iterrows():
-        controls.setdefault(tuple(r[c] for c in WORKLOAD_FIELDS), levels.round_medians(*_labels(r)))
-    for key, row in df.iterrows():
-        if row["framework"] == control or row["status"] != "ok":
-            continue
-        base = controls.get(tuple(row[c] for c in WORKLOAD_FIELDS))
-        mine = levels.round_medians(*_labels(row))
-        common = sorted(set(mine) & set(base or {}))
-        if base is None or len(common) < 2:
-            why = "no finished cell" if base is None else f"{len(common)} rounds in common with the cell"
-            df.at[key, "status"] = "skipped"
-            df.at[key, "reason"] = f"not compared relative to {control}: {why} of {control} for this workload"
-            continue
-        ratios = [mine[u] / base[u] for u in common if base[u] > 0]
-        df.at[key, "samples_s"] = ratios
-        df.at[key, "sample_passes"] = [u[0] for u in common]
-        df.at[key, "sample_rounds"] = [u[1] for u in common]
-        df.at[key, "median_s"] = float(np.median(ratios))
-    return df[df["framework"] != control]
+        noise=str(noise_file) if noise_file is not None else None,
+        noise_relative=relative_to is not None and noise.has_relative(calibration, relative_to))
 
 
 def explain(r: levels.RatioStats, verdict: str, threshold: float) -> str:
@@ -299,7 +265,7 @@ def explain(r: levels.RatioStats, verdict: str, threshold: float) -> str:
 
 
 def _judge(key: str, cell: dict, ra, rb, threshold: float) -> CellChange:
-    r = levels.unpaired_ratio(*_labels(ra), *_labels(rb), unit="auto")
+    r = levels.unpaired_ratio(*relative.labels(ra), *relative.labels(rb), unit="auto")
     verdict = levels.verdict(r, threshold)
     loops_a, loops_b = results.plain(ra["iters_per_sample"]), results.plain(rb["iters_per_sample"])
     return CellChange(key=key, cell=cell, median_a_s=float(ra["median_s"]), median_b_s=float(rb["median_s"]),

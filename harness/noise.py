@@ -9,12 +9,21 @@ TensorFlow train step varies more than a NumPy forward pass), the 95% quantile o
 the change that identical code shows once in twenty comparisons: the floor. `bench compare` never
 calls a cell slower or faster by less than its kind's floor on the machine where it was measured.
 
+`bench compare --relative-to F` compares each cell's times divided by framework F's in the same
+rounds (harness.relative), which cancels what the machine did to every framework alike; its floors
+are measured the same way, on those ratios, for every framework that finished cells in every run
+(on the AMD EPYC they were lower than the floors of absolute times: README, "Did it get slower?").
+
 The calibration is written to <results>/noise-<time>.json (format 1):
 
     {"format": 1, "kind": "noise", "created", "suite", "runs": [run folder, ...],
      "environment": metadata.environment() of the first run (the machine it holds for),
      "quantile": 0.95, "floors": {"torch.train_step.cpu": 0.061, ...},
-     "pairs": {"torch.train_step.cpu": n ratios behind the floor, ...}, "floor_all": the same over every cell}
+     "pairs": {"torch.train_step.cpu": n ratios behind the floor, ...}, "floor_all": the same over every cell,
+     "relative": {"reference": {"floors": {...}, "pairs": {...}, "floor_all": ...}, ...}}
+
+"relative" (added to format 1 in December 2026; a calibration without it still reads) holds, per
+control framework, the floors of times relative to it, in the shape of the top level's.
 
 `find(run_dir)` picks the newest calibration beside a run that was made on the same machine.
 """
@@ -31,10 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from . import metadata, results
+from . import metadata, relative, results
 from .errors import BadInput
 
-__all__ = ["FORMAT", "QUANTILE", "kind_of", "calibrate", "write", "read", "find", "floor_for"]
+__all__ = ["FORMAT", "QUANTILE", "kind_of", "calibrate", "write", "read", "find", "floor_for", "has_relative"]
 
 FORMAT = 1
 QUANTILE = 0.95
@@ -47,7 +56,8 @@ def kind_of(cell: dict) -> str:
 
 
 def calibrate(run_dirs: list[str | os.PathLike], quantile: float = QUANTILE) -> dict[str, Any]:
-    """The calibration document of runs of one suite, unchanged code: floors per kind of cell."""
+    """The calibration document of runs of one suite, unchanged code: floors per kind of cell, of
+    absolute times and of times relative to each framework that finished cells in every run."""
     if len(run_dirs) < 2:
         raise BadInput(f"a noise calibration needs at least 2 runs, got {len(run_dirs)}", key="--runs")
     runs = [results.read(d) for d in run_dirs]
@@ -57,9 +67,31 @@ def calibrate(run_dirs: list[str | os.PathLike], quantile: float = QUANTILE) -> 
         if differ:
             raise BadInput(f"{run.path} was not measured on the machine of {first.path} (differ: "
                            f"{', '.join(differ)}): a calibration holds for one machine", key="--of")
+    tables = [run.table(raw=True) for run in runs]
+    doc = {
+        "format": FORMAT, "kind": "noise", "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "suite": runs[0].meta.get("suite", {}).get("name"), "runs": [str(r.path) for r in runs],
+        "environment": runs[0].meta.get("environment") or {}, "quantile": quantile,
+        **_floors(tables, quantile),
+    }
+    if doc["floors"] is None:
+        raise BadInput("the runs share no finished cell: nothing to calibrate", key="--runs")
+    in_every = set.intersection(*(set(t.loc[t["status"] == "ok", "framework"]) for t in tables))
+    relative_floors = {}
+    for control in sorted(in_every):
+        part = _floors([relative.relative_table(t, control) for t in tables], quantile)
+        if part["floors"] is not None:
+            relative_floors[control] = part
+    doc["relative"] = relative_floors
+    return doc
+
+
+def _floors(tables: list, quantile: float) -> dict[str, Any]:
+    """{"floors", "pairs", "floor_all"} of raw results tables of identical code: per kind of cell, the
+    quantile of |log(median B / median A)| over every pair of tables and every cell both finished
+    (floors None when no pair shares a cell)."""
     medians = []
-    for run in runs:
-        df = run.table()
+    for df in tables:
         ok = df[df["status"] == "ok"]
         medians.append({row.key: (kind_of(row._asdict()), float(row.median_s)) for row in ok.itertuples()})
     by_kind: dict[str, list[float]] = {}
@@ -71,19 +103,13 @@ def calibrate(run_dirs: list[str | os.PathLike], quantile: float = QUANTILE) -> 
                 by_kind.setdefault(kind, []).append(abs(math.log(mb / ma)))
     every = [v for values in by_kind.values() for v in values]
     if not every:
-        raise BadInput("the runs share no finished cell: nothing to calibrate", key="--runs")
+        return {"floors": None, "pairs": {}, "floor_all": None}
 
     def floor(values: list[float]) -> float:
-        return float(math.expm1(np.quantile(values, quantile)))
+        return round(float(math.expm1(np.quantile(values, quantile))), 4)
 
-    return {
-        "format": FORMAT, "kind": "noise", "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "suite": runs[0].meta.get("suite", {}).get("name"), "runs": [str(r.path) for r in runs],
-        "environment": runs[0].meta.get("environment") or {}, "quantile": quantile,
-        "floors": {kind: round(floor(v), 4) for kind, v in sorted(by_kind.items())},
-        "pairs": {kind: len(v) for kind, v in sorted(by_kind.items())},
-        "floor_all": round(floor(every), 4),
-    }
+    return {"floors": {kind: floor(v) for kind, v in sorted(by_kind.items())},
+            "pairs": {kind: len(v) for kind, v in sorted(by_kind.items())}, "floor_all": floor(every)}
 
 
 def write(doc: dict, results_dir: str | os.PathLike) -> Path:
@@ -123,8 +149,20 @@ def find(run_dir: str | os.PathLike, environment: dict) -> Path | None:
     return None
 
 
-def floor_for(doc: dict | None, cell: dict) -> float:
-    """A cell's floor under a calibration: its kind's, else the one over every cell; 0 without one."""
+def floor_for(doc: dict | None, cell: dict, relative_to: str | None = None) -> float:
+    """A cell's floor under a calibration: its kind's, else the one over every cell; 0 without one.
+
+    With relative_to (bench compare --relative-to), the floors the calibration measured on times
+    relative to that framework, which are lower where the machine's drift was what differed; a
+    calibration without them (written before they were, or whose runs lack that framework) gives
+    its floors of absolute times, the larger and so the safer."""
     if not doc:
         return 0.0
-    return float(doc["floors"].get(kind_of(cell), doc.get("floor_all", 0.0)))
+    part = (doc.get("relative") or {}).get(relative_to) if relative_to else None
+    floors = part or doc
+    return float(floors["floors"].get(kind_of(cell), floors.get("floor_all") or 0.0))
+
+
+def has_relative(doc: dict | None, control: str) -> bool:
+    """Whether a calibration measured floors relative to the control framework."""
+    return bool(doc) and control in (doc.get("relative") or {})

@@ -119,6 +119,9 @@ def verdicts(folder: Path, pairs: int, passes: int, calibration_runs: int) -> li
     doc = noise.read(calibration)
     rows.append(("noise floors (bench noise, 95% quantile)",
                  ", ".join(f"{k.split('.cpu')[0]} {v:.1%}" for k, v in doc["floors"].items())))
+    relative_floors = (doc.get("relative") or {}).get("reference", {}).get("floors", {})
+    rows.append(("noise floors relative to the reference (what --relative-to reference uses)",
+                 ", ".join(f"{k.split('.cpu')[0]} {v:.1%}" for k, v in relative_floors.items()) or "none"))
     print(f"A/A: {2 * pairs} runs", flush=True)
     base = [_run(suite, out) for _ in range(2 * pairs)]
     planted = {s: [] for s in (0.10, 0.05)}

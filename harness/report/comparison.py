@@ -60,7 +60,10 @@ def _header_lines(c: Comparison) -> list[str]:
     if c.relative_to:
         lines.append(f"times relative to {c.relative_to}'s in the same round (A and B medians are those ratios)")
     if c.noise:
-        lines.append(f"noise floors: {c.noise}")
+        of = f" (measured relative to {c.relative_to})" if c.noise_relative else ""
+        if c.relative_to and not c.noise_relative:
+            of = f" (of absolute times: it has no floors relative to {c.relative_to}; calibrate again to get them)"
+        lines.append(f"noise floors: {c.noise}{of}")
     if c.paired:
         lines.append("A and B measured in the same rounds (bench ab): each ratio paired by round")
     if c.differences:

@@ -379,6 +379,39 @@ def test_relative_to_a_control_cancels_a_machine_wide_slowdown(tmp_path):
     assert result.exit_code == 1 and "relative to reference's in the same round" in result.output
 
 
+def test_a_calibration_measures_floors_relative_to_each_control_and_compare_uses_them(tmp_path):
+    # three A/A runs on a machine that drifts 0%, +20% and -15% between them: the absolute floors see
+    # the drift, the floors relative to the reference do not
+    runs = [_drifting_run(tmp_path / "cal" / f"r{i}", drift=d, slow={}, seed=10 + i)
+            for i, d in enumerate((1.0, 1.2, 0.85))]
+    doc = noise.calibrate(runs)
+    assert doc["floors"]["torch.forward.cpu"] > 0.3  # |log(1.2 / 0.85)| = 0.34
+    assert set(doc["relative"]) == {"reference", "torch", "tensorflow"}
+    rel = doc["relative"]["reference"]
+    assert set(rel["floors"]) == {"torch.forward.cpu", "tensorflow.forward.cpu"}
+    assert rel["pairs"]["torch.forward.cpu"] == 3
+    assert rel["floors"]["torch.forward.cpu"] < 0.05 and rel["floor_all"] < 0.05
+    path = noise.write(doc, tmp_path / "cal")
+    a = _drifting_run(tmp_path / "a", drift=1.0, slow={}, seed=1)
+    b = _drifting_run(tmp_path / "b", drift=1.1, slow={"tensorflow": 1.25}, seed=2)
+    relative = compare.compare_runs(a, b, relative_to="reference", noise_file=path)
+    assert relative.noise_relative and relative.to_dict()["noise_relative"] is True
+    assert {x.cell["framework"]: x.threshold for x in relative.changes} == {"tensorflow": 0.05, "torch": 0.05}
+    assert [x.cell["framework"] for x in relative.slower] == ["tensorflow"]
+    # absolute times keep the absolute floors: the 25% is within the drift identical code showed
+    absolute = compare.compare_runs(a, b, noise_file=path)
+    assert not absolute.noise_relative and all(x.threshold > 0.3 for x in absolute.changes)
+    assert absolute.slower == []
+    # a calibration from before the relative floors: the absolute ones, said so
+    old = noise.write({k: v for k, v in doc.items() if k != "relative"}, tmp_path / "old")
+    fallback = compare.compare_runs(a, b, relative_to="reference", noise_file=old)
+    assert not fallback.noise_relative and all(x.threshold > 0.3 for x in fallback.changes)
+    result = CliRunner().invoke(cli, ["compare", str(a), str(b), "--relative-to", "reference", "--noise", str(old)])
+    assert "it has no floors relative to reference" in result.output, result.output
+    result = CliRunner().invoke(cli, ["noise", *[x for r in runs for x in ("--of", str(r))]])
+    assert result.exit_code == 0 and "relative to reference (bench compare --relative-to reference):" in result.output
+
+
 def test_relative_to_a_framework_a_run_lacks_exits_2(tmp_path):
     a = _run(tmp_path / "a", {"t": (_cell(), _samples(1e-3))})
     result = CliRunner().invoke(cli, ["compare", str(a), str(a), "--relative-to", "jax"])
