@@ -31,7 +31,7 @@ and pooling helpers; split apart, the modules would import each other's private 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -418,7 +418,9 @@ def ratios_to_fastest(cells: dict[str, tuple[npt.ArrayLike, npt.ArrayLike, npt.A
     round) units are drawn for every contender, and each contender's median over them is divided by
     the least median of that resample; the percentile interval keeps the upward shift this gives, widened
     for few passes as in level_summary. With fewer than 2 common units, each contender is compared
-    with the point-fastest by unpaired_ratio.
+    with the point-fastest by unpaired_ratio. No contender's time is below the fastest's, so no CI
+    reaches below 1: the widening for few passes could take it there (a 1.60x read [0.60, 1.66] in a
+    3-pass report), and it is cut at 1, which a contender that may be the fastest reads as [1.00, ...].
     """
     if not cells:
         raise ValueError("ratios_to_fastest needs at least one contender")
@@ -428,7 +430,8 @@ def ratios_to_fastest(cells: dict[str, tuple[npt.ArrayLike, npt.ArrayLike, npt.A
     keys = sorted(set.intersection(*(set(m) for m in medians.values())))
     if len(keys) < 2:
         fastest = min(names, key=lambda name: float(np.median(_as_samples(cells[name][0], name))))
-        return {name: unpaired_ratio(*cells[fastest], *cells[name], confidence=confidence) for name in names}
+        out = {name: unpaired_ratio(*cells[fastest], *cells[name], confidence=confidence) for name in names}
+        return {name: replace(r, ci_low=max(1.0, r.ci_low)) for name, r in out.items()}
     raw = np.column_stack([np.array([medians[n][k] for k in keys]) for n in names])
     logs = np.column_stack([_positive_logs(raw[:, j], n) for j, n in enumerate(names)])
     point = np.log(np.median(raw, axis=0))
@@ -444,5 +447,5 @@ def ratios_to_fastest(cells: dict[str, tuple[npt.ArrayLike, npt.ArrayLike, npt.A
     for j, name in enumerate(names):
         log_ratio = float(point[j] - point[best])
         ci_low, ci_high = _widen(log_ratio, float(lo[j]), float(hi[j]), n_top, confidence)
-        out[name] = RatioStats(math.exp(log_ratio), ci_low, ci_high, confidence, len(keys), top)
+        out[name] = RatioStats(math.exp(log_ratio), max(1.0, ci_low), ci_high, confidence, len(keys), top)
     return out

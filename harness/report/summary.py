@@ -108,10 +108,13 @@ def _ratio(row, best, paired: levels.RatioStats) -> tuple[float, float, float]:
     """A contender's time over the fastest's, as the tables show it (the ratio of the two medians),
     with the CI of the paired, selection-aware ratio (levels.ratios_to_fastest) carried over to it:
     the same relative width around the medians' ratio, so that every number a reader compares is
-    the table's, and the interval still knows the rounds were paired and the fastest was chosen."""
+    the table's, and the interval still knows the rounds were paired and the fastest was chosen. As
+    there, the interval never reaches below 1, and a low end at 1 (a contender that may be the
+    fastest) stays at 1 rather than moving with the scale."""
     ratio = float(row["median_s"]) / float(best["median_s"])
     scale = ratio / paired.ratio if paired.ratio > 0 else 1.0
-    return ratio, paired.ci_low * scale, paired.ci_high * scale
+    low = 1.0 if paired.ci_low <= 1.0 else max(1.0, paired.ci_low * scale)
+    return ratio, low, max(ratio, paired.ci_high * scale)
 
 
 def _label(row) -> str:

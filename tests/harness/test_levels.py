@@ -228,6 +228,22 @@ def test_the_fastest_has_ratio_1_and_equal_contenders_overlap():
     assert out["c"].ratio == pytest.approx(1.5, rel=0.05) and out["c"].ci_low > 1.3
 
 
+def test_no_ratio_to_the_fastest_has_a_ci_below_1():
+    # three noisy passes: the widening for few passes took such CIs below 1 (a 1.60x read [0.60, 1.66])
+    rng = np.random.default_rng(5)
+    labels = (np.repeat(np.arange(3), 4), np.tile(np.arange(4), 3))
+    lows = []
+    for _ in range(50):
+        cells = {n: (MU * f * np.exp(rng.normal(0, 0.3, 12)), *labels) for n, f in (("a", 1.0), ("b", 1.1), ("c", 1.6))}
+        out = ratios_to_fastest(cells)
+        lows += [r.ci_low for r in out.values()]
+        assert all(r.ci_low <= r.ratio <= r.ci_high for r in out.values())
+        x, y = two_level(rng, 3, 0.3), two_level(rng, 3, 0.3)
+        unpaired = ratios_to_fastest({"x": x, "y": (y[0], y[1] + 10, y[2])})  # no common rounds
+        lows += [r.ci_low for r in unpaired.values()]
+    assert min(lows) == 1.0
+
+
 def test_ratios_to_fastest_without_common_rounds_is_unpaired():
     rng = np.random.default_rng(9)
     x, p, r = two_level(rng, 5, 0.05)

@@ -151,7 +151,8 @@ def _check_summary_against_table(run: Path) -> list[dict]:
             assert m, text
             r = ratios[row.key]
             ratio = row.median_s / best.median_s
-            lo, hi = r.ci_low * ratio / r.ratio, r.ci_high * ratio / r.ratio
+            lo = 1.0 if r.ci_low <= 1 else max(1.0, r.ci_low * ratio / r.ratio)  # a CI at its bound stays there
+            hi = max(ratio, r.ci_high * ratio / r.ratio)
             assert m["label"] == contender_label(row.framework, row.mode)
             assert float(m["ratio"]) == pytest.approx(ratio, abs=0.005)
             assert (float(m["lo"]), float(m["hi"])) == (round(lo, 2), round(hi, 2))
