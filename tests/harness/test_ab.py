@@ -62,8 +62,9 @@ def test_a_slowdown_planted_in_b_is_found_in_exactly_its_cells(tmp_path, env_b):
         assert c["unit"].startswith("paired") and not c["loops_differ"]  # B times A's loops
         if c["cell"]["framework"] == "slowed":
             assert c["ratio"] == pytest.approx(1.3, abs=0.05)
-        else:
-            assert c["verdict"] == "same", c
+        else:  # never flagged; "same" needs every one of the 6 pass ratios within ±2%, which a noisy
+            # VM does not always give (1 run in 4 here had one steady cell "unknown")
+            assert c["verdict"] in ("same", "unknown") and c["ratio"] == pytest.approx(1.0, abs=0.05), c
     (folder,) = (tmp_path / "results").iterdir()
     assert json.loads((folder / ab.AB_FILE).read_text())["counts"]["slower"] == 4
     # each side is an ordinary run, with its own interpreter's environment
