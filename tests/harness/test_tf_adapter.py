@@ -14,7 +14,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 import reference_impl as ri  # noqa: E402
-from harness import adapters  # noqa: E402
+from harness import adapters, tolerances  # noqa: E402
 from harness.adapters.base import Unavailable  # noqa: E402
 from harness.adapters.tensorflow import TensorFlowAdapter, from_canonical, knobs, to_canonical  # noqa: E402
 from reference_impl.spec import LayerSpec, ModelSpec, OptimizerSpec  # noqa: E402
@@ -330,10 +330,23 @@ def test_three_train_steps_match_reference_float64(tfa, name, optimizer):
 ])
 def test_other_optimizers_modes_and_dtypes_train_like_reference(tfa, name, optimizer, mode, dtype):
     got, ref, _ = _train_both(tfa, name, optimizer, dtype=dtype, mode=mode)
-    tol = 1e-10 if dtype == "float64" else 1e-5
+    if dtype == "float64":
+        for key, w in ref.items():
+            assert got[key].dtype == np.dtype(dtype)
+            assert nerr(got[key], w) < 1e-10, key
+        return
+    # float32: the steps p_3 - p_0 against the checks' own float32 update tolerance (harness.tolerances,
+    # measured), as bench run checks them. A bound on the weights of 1e-5 held on the CPUs before and
+    # not on an AVX-512 AMD EPYC (2026-12-07), where dense1.weight read 1.4e-5 (its step 2.1e-4
+    # normwise, against 3e-2): the timed Adam's eps of 1e-7 makes a step about lr wherever |g| ~ eps.
+    tol = tolerances.tolerance_for("float32", "cpu")["update"]
     for key, w in ref.items():
         assert got[key].dtype == np.dtype(dtype)
-        assert nerr(got[key], w) < tol, key
+        start = weights(name)[key].astype(dtype).astype(np.float64)
+        check = tolerances.compare(key, "update", None, got[key].astype(np.float64) - start,
+                                   w.astype(np.float64) - start, tol)
+        assert check.passed, check
+        assert nerr(got[key], w) < 1e-4, key  # and the weights themselves, 7x above what that CPU gave
 
 
 def test_train_step_needs_an_optimizer_and_set_optimizer_restarts_its_state(tfa):
