@@ -158,8 +158,7 @@ def floor_for(doc: dict | None, cell: dict, relative_to: str | None = None) -> f
     its floors of absolute times, the larger and so the safer."""
     if not doc:
         return 0.0
-    part = (doc.get("relative") or {}).get(relative_to) if relative_to else None
-    floors = part or doc
+    floors = doc["relative"][relative_to] if relative_to and has_relative(doc, relative_to) else doc
     return float(floors["floors"].get(kind_of(cell), floors.get("floor_all") or 0.0))
 
 
